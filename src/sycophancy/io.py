@@ -1,0 +1,54 @@
+"""Atomic file writes: a temporary file in the same folder, then a rename."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def _clean(value):
+    """JSON-safe values: NaN and infinities become null, numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write text atomically and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | Path, data) -> Path:
+    """Write a JSON document atomically (NaN written as null)."""
+    return write_text(path, json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
+    """Write one JSON object per line atomically."""
+    return write_text(path, "".join(json.dumps(_clean(r)) + "\n" for r in rows))
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Read a JSON-lines file."""
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]

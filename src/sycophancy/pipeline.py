@@ -1,0 +1,102 @@
+"""The stages of a run, top to bottom: data → probes → model → scores → metrics → files."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from omegaconf import DictConfig
+
+from . import models, scoring, sources
+from .evaluation import evaluate_items
+from .io import write_json, write_jsonl
+from .mitigations import context_factory, shot_pool
+from .probes import OPINION_PROBES, build_probe_set
+from .prompts import renderer
+from .runs import prepare, run_name
+from .summary import table
+from .tracking import finish, flatten_metrics, make_logger
+
+log = logging.getLogger(__name__)
+
+
+def dataset_cfg(cfg: dict) -> dict:
+    """The dataset config with the run's data_seed, which fixes `limit` subsets."""
+    return {**cfg["dataset"], "data_seed": int(cfg["data_seed"])}
+
+
+def prompt_context(cfg: dict, data_cfg: dict):
+    """The mitigation's prompt context per example (system prompt, k-shot examples from train)."""
+    mitigation, probe = cfg["mitigation"], cfg["probe"]
+    pool = None
+    if mitigation.get("kind") == "icl" and int(mitigation.get("k", 0)) > 0:
+        pool_cfg = {**data_cfg, "limit": mitigation.get("pool_size")}
+        train = sources.load_classification(pool_cfg, "train")
+        pool = shot_pool(train, data_cfg, probe, int(cfg["data_seed"]))
+    return context_factory(mitigation, pool, int(cfg["data_seed"]))
+
+
+def load_lm(cfg: dict):
+    """The model of the run, with the mitigation's trained adapter attached where there is one."""
+    lm = models.load_model(cfg["model"])
+    adapter = cfg["mitigation"].get("adapter_path")
+    if adapter:
+        lm = models.attach_adapter(lm, adapter)
+    return lm
+
+
+def run_opinion_probe(cfg: dict, lm, split: str = "validation") -> tuple[list[dict], dict]:
+    """Records and metrics of an opinion probe on a split, for the already loaded model."""
+    data_cfg = dataset_cfg(cfg)
+    data = sources.load_classification(data_cfg, split)
+    probe = cfg["probe"]
+    probe_set = build_probe_set(data, data_cfg, probe, int(cfg["data_seed"]))
+    context = prompt_context(cfg, data_cfg)
+    render = renderer(lm.tokenizer, bool(cfg["model"].get("chat_template", lm.chat)))
+    records, result = evaluate_items(
+        lm, probe_set, context, render, probe, scoring, int(cfg["data_seed"])
+    )
+    return records, result
+
+
+def headline(result: dict, method: str) -> dict:
+    """The metrics of the configured decision method, falling back to what is available."""
+    by_method = result["metrics"]
+    chosen = method if method in by_method else next(iter(by_method))
+    return {"calibration": chosen, **by_method[chosen]}
+
+
+def evaluate(cfg: DictConfig) -> float:
+    """Measure a model's sycophancy on a probe; write config, metrics and records; return alignment."""
+    plain, run_dir = prepare(cfg)
+    name = run_name(plain)
+    probe_kind = plain["probe"]["kind"]
+    started = time.time()
+    logger = make_logger(plain.get("logger"), run_dir, name, plain.get("group"))
+    try:
+        lm = load_lm(plain)
+        if probe_kind in OPINION_PROBES:
+            records, result = run_opinion_probe(plain, lm)
+            metrics = headline(result, plain["probe"].get("calibration", "balanced"))
+            metrics["by_method"] = result["metrics"]
+            metrics["offsets"] = result["offsets"]
+            rows_table = table(result["metrics"], primary=metrics["calibration"])
+            score = metrics["alignment_wrong"]
+        else:
+            from .are_you_sure import run_are_you_sure
+
+            records, metrics, rows_table = run_are_you_sure(plain, lm)
+            score = metrics["flip_rate"]
+        metrics.update(run=name, probe=probe_kind, wall_time_s=round(time.time() - started, 2))
+        write_jsonl(run_dir / "examples.jsonl", records)
+        write_json(run_dir / "metrics.json", metrics)
+        if logger is not None:
+            logger.log_hyperparams(plain)
+            logger.log_metrics(
+                flatten_metrics({k: v for k, v in metrics.items() if k != "offsets"}, "eval/")
+            )
+        print(f"\n{name}  ({len(records)} prompts, {metrics['wall_time_s']:.0f} s)\n{rows_table}\n")
+        print(f"wrote {run_dir / 'metrics.json'}")
+        return float(score)
+    finally:
+        finish(logger)

@@ -1,0 +1,70 @@
+"""Probe sets: every condition's items for a data split, built identically for every model and arm."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .claims import (
+    CONDITIONS,
+    ProbeItem,
+    balanced_truths,
+    opinion_items,
+    opinion_label_items,
+    with_text,
+)
+from .errors import UserError
+from .types import LabelledData
+
+OPINION_PROBES = ("opinion", "opinion_label")
+
+
+@dataclass
+class ProbeSet:
+    """All items of an opinion probe plus the content-free twins used for contextual calibration."""
+
+    items: list[ProbeItem]
+    content_free: list[ProbeItem] = field(default_factory=list)
+
+
+def items_for(
+    data: LabelledData, dataset: dict, probe: dict, data_seed: int, conditions=CONDITIONS
+):
+    """Probe items for every example of a split under the given conditions."""
+    kind = probe["kind"]
+    if kind == "opinion":
+        truths = balanced_truths(data.examples, data_seed)
+        return [
+            item
+            for ex in data.examples
+            for item in opinion_items(
+                ex, data, dataset, probe, data_seed, truths[ex.id], conditions
+            )
+        ]
+    if kind == "opinion_label":
+        return [
+            item
+            for ex in data.examples
+            for item in opinion_label_items(ex, data, dataset, probe, data_seed, conditions)
+        ]
+    raise UserError(
+        f"Probe kind '{kind}' is not an opinion probe; choose one of {', '.join(OPINION_PROBES)}."
+    )
+
+
+def build_probe_set(data: LabelledData, dataset: dict, probe: dict, data_seed: int) -> ProbeSet:
+    """The evaluation probe set, with content-free twins when contextual calibration may be used."""
+    if not data.examples:
+        raise UserError(
+            f"Data set '{data.name}' has no examples to probe; check dataset.limit and its files."
+        )
+    items = items_for(data, dataset, probe, data_seed, tuple(probe.get("conditions", CONDITIONS)))
+    content_free = []
+    n_cf = int(probe.get("content_free_examples", 0))
+    for cf_text in probe.get("content_free_texts", []) if n_cf else []:
+        twins = LabelledData(
+            data.name, data.label_names, [with_text(ex, cf_text) for ex in data.examples[:n_cf]]
+        )
+        content_free += items_for(
+            twins, dataset, probe, data_seed, tuple(probe.get("conditions", CONDITIONS))
+        )
+    return ProbeSet(items=items, content_free=content_free)

@@ -1,0 +1,49 @@
+"""Probe items → model input text: chat templates for chat models, plain text for the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+Message = dict[str, str]
+
+
+def build_messages(
+    user_text: str,
+    system: str | None = None,
+    shots: list[tuple[str, str]] | None = None,
+    history: list[Message] | None = None,
+) -> list[Message]:
+    """A conversation: optional system turn, k-shot (user, assistant) pairs, history, the user turn."""
+    messages: list[Message] = []
+    if system:
+        messages.append({"role": "system", "content": system})
+    for question, answer in shots or []:
+        messages.append({"role": "user", "content": question})
+        messages.append({"role": "assistant", "content": answer})
+    messages.extend(history or [])
+    messages.append({"role": "user", "content": user_text})
+    return messages
+
+
+def flatten(messages: list[Message], assistant_cue: bool = True) -> str:
+    """Plain text for models without a chat template (Flan-T5): a lone user turn stays as it is."""
+    if len(messages) == 1 and messages[0]["role"] == "user":
+        return messages[0]["content"]
+    if [m["role"] for m in messages] == ["system", "user"]:
+        return f"{messages[0]['content']}\n\n{messages[1]['content']}"
+    labels = {"system": "", "user": "User: ", "assistant": "Assistant: "}
+    text = "\n\n".join(f"{labels[m['role']]}{m['content']}" for m in messages)
+    return f"{text}\n\nAssistant:" if assistant_cue else text
+
+
+def renderer(tokenizer, use_chat_template: bool) -> Callable[[list[Message]], str]:
+    """A function that turns a conversation into the exact string the model reads."""
+    if use_chat_template and getattr(tokenizer, "chat_template", None):
+
+        def render_chat(messages: list[Message]) -> str:
+            return tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
+
+        return render_chat
+    return flatten
