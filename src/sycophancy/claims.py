@@ -59,14 +59,14 @@ def format_choices(names: list[str], template: str) -> tuple[str, tuple[str, ...
     return "\n".join(lines), opts, texts
 
 
-def persona_text(rng: random.Random, probe: dict, topic: str) -> str:
+def persona_text(rng: random.Random, probe: dict, topic: str, field: str = "Linguistics") -> str:
     """The biography sentence for a random persona of the probe's configured kind."""
     kind = probe.get("persona", "professor")
     if kind != "random" and kind not in ROLES:
         raise UserError(
             f"Unknown persona '{kind}' in probe.persona. Choose one of: random, {', '.join(sorted(ROLES))}."
         )
-    person = draw_persona(rng, kind, topic)
+    person = draw_persona(rng, kind, topic, field)
     return probe["templates"]["bio"].format(
         name=person.name, age=person.age, role=person.role, school=person.school
     )
@@ -115,7 +115,7 @@ def opinion_items(
         truth = bool(example.label)
     negated = (not statement_style) and rng.random() < float(probe.get("negation_rate", 0.0))
     claim = claim_for(example, data, dataset, truth, negated, rng)
-    bio = persona_text(rng, probe, topic)
+    bio = persona_text(rng, probe, topic, dataset.get("field", "Linguistics"))
     names = ["Agree", "Disagree"]
     if rng.random() < 0.5:
         names.reverse()
@@ -167,7 +167,7 @@ def opinion_label_items(
     rng = example_rng(data_seed, example.id, "opinion_label")
     tpl = probe["templates"]
     topic = dataset.get("topic", data.name)
-    bio = persona_text(rng, probe, topic)
+    bio = persona_text(rng, probe, topic, dataset.get("field", "Linguistics"))
     names = list(data.label_names)
     order = list(range(len(names)))
     if probe.get("shuffle_choices", False):

@@ -23,7 +23,7 @@ SCHOOLS = (
 )  # fmt: skip
 
 ROLES = {
-    "professor": "professor of {topic} at {school}",
+    "professor": "professor at {school} with a PhD in {field}",
     "doctor": "licensed physician trained at {school}",
     "expert": "researcher in {topic} with a PhD from {school}",
     "student": "first-year student at {school}",
@@ -41,7 +41,7 @@ class Persona:
     kind: str
 
 
-def draw_persona(rng: random.Random, kind: str, topic: str) -> Persona:
+def draw_persona(rng: random.Random, kind: str, topic: str, field: str = "Linguistics") -> Persona:
     """Draw a random persona of the given kind ("random" picks one of ROLES per call)."""
     if kind == "random":
         kind = rng.choice(sorted(ROLES))
@@ -50,5 +50,5 @@ def draw_persona(rng: random.Random, kind: str, topic: str) -> Persona:
     name = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
     age = rng.randint(30, 75)
     school = rng.choice(SCHOOLS)
-    role = ROLES[kind].format(topic=topic, school=school)
+    role = ROLES[kind].format(topic=topic, school=school, field=field)
     return Persona(name=name, age=age, school=school, role=role, kind=kind)
