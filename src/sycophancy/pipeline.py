@@ -7,7 +7,7 @@ import time
 
 from omegaconf import DictConfig
 
-from . import models, scoring, sources
+from . import adapters, models, scoring, sources
 from .evaluation import evaluate_items
 from .io import write_json, write_jsonl
 from .mitigations import context_factory, shot_pool
@@ -41,7 +41,7 @@ def load_lm(cfg: dict):
     lm = models.load_model(cfg["model"])
     adapter = cfg["mitigation"].get("adapter_path")
     if adapter:
-        lm = models.attach_adapter(lm, adapter)
+        lm = adapters.attach_adapter(lm, adapter)
     return lm
 
 

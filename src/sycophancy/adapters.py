@@ -1,0 +1,188 @@
+"""Trainable peft adapters on a frozen model: soft prompts (prompt tuning) and LoRA; save and reload.
+
+Causal models score the next token with left padding (scoring.py). peft's prompt tuning prepends the
+virtual tokens in front of the padding and drops `position_ids`, so the distance between the soft
+prompt and the text would depend on the batch. `SoftPromptCausalLM` puts the soft prompt right
+before each row's first real token instead and recomputes the positions, in training and evaluation
+alike. Seq2seq models pad on the right, so peft's own forward is already exact there.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, PromptTuningConfig, TaskType, get_peft_model
+
+from .errors import UserError
+from .models import LoadedModel
+
+log = logging.getLogger(__name__)
+
+ADAPTER_KINDS = ("prompt_tuning", "lora")
+INITS = ("text", "vocab", "random")
+
+
+def peft_config(lm: LoadedModel, mitigation: dict):
+    """The peft config for a mitigation of kind prompt_tuning or lora (plain dict in, peft config out)."""
+    kind = mitigation.get("kind")
+    task = TaskType.SEQ_2_SEQ_LM if lm.family == "seq2seq" else TaskType.CAUSAL_LM
+    if kind == "prompt_tuning":
+        return PromptTuningConfig(
+            task_type=task,
+            num_virtual_tokens=int(mitigation.get("num_virtual_tokens", 20)),
+            num_transformer_submodules=1,  # T5: only the encoder reads the soft prompt
+            prompt_tuning_init="RANDOM",  # overwritten by init_soft_prompt
+        )
+    if kind == "lora":
+        return LoraConfig(
+            task_type=task,
+            r=int(mitigation.get("r", 8)),
+            lora_alpha=int(mitigation.get("alpha", 16)),
+            lora_dropout=float(mitigation.get("dropout", 0.0)),
+            target_modules=mitigation.get("target_modules") or None,
+        )
+    raise UserError(
+        f"mitigation.kind={kind!r} has no trainable adapter; train.py needs one of "
+        f"{', '.join(ADAPTER_KINDS)} (e.g. mitigation=prompt_tuning)."
+    )
+
+
+def init_soft_prompt(peft_model, lm: LoadedModel, mitigation: dict, seed: int) -> None:
+    """Initialise the soft prompt from text, from sampled vocabulary rows or at random (fp32)."""
+    how = str(mitigation.get("init", "text")).lower()
+    if how not in INITS:
+        raise UserError(f"mitigation.init={how!r} is not one of {', '.join(INITS)}.")
+    table = lm.model.get_input_embeddings().weight.detach().float()
+    weight = soft_prompt_weight(peft_model)
+    n = weight.shape[0]
+    gen = torch.Generator().manual_seed(int(seed))
+    if how == "text":
+        text = (
+            mitigation.get("init_text") or "Answer from the evidence, not from the user's opinion."
+        )
+        ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise UserError("mitigation.init_text tokenises to nothing; give a non-empty sentence.")
+        ids = (ids * (n // len(ids) + 1))[:n]
+        rows = table[torch.tensor(ids)]
+    elif how == "vocab":
+        rows = table[torch.randint(0, min(table.shape[0], 5000), (n,), generator=gen)]
+    else:
+        rows = torch.randn(n, table.shape[1], generator=gen) * table.std()
+    with torch.no_grad():
+        weight.data = rows.clone().to(torch.float32)
+
+
+def soft_prompt_weight(peft_model) -> torch.nn.Parameter:
+    """The [num_virtual_tokens, d] soft prompt parameter of a prompt-tuning PeftModel."""
+    return peft_model.prompt_encoder[peft_model.active_adapter].embedding.weight
+
+
+class SoftPromptCausalLM(torch.nn.Module):
+    """A causal PeftModel (prompt tuning) whose soft prompt sits right after each row's left padding."""
+
+    def __init__(self, peft_model):
+        super().__init__()
+        self.peft = peft_model
+
+    @property
+    def config(self):
+        """The base model's config."""
+        return self.peft.get_base_model().config
+
+    def save_pretrained(self, path, **kwargs):
+        """Save the adapter (soft prompt and its config) with peft."""
+        return self.peft.save_pretrained(path, **kwargs)
+
+    def embed(self, input_ids, attention_mask):
+        """Input embeddings with the soft prompt inserted before each row's first real token."""
+        base = self.peft.get_base_model()
+        emb = base.get_input_embeddings()(input_ids)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        b, t = input_ids.shape
+        soft = self.peft.get_prompt(batch_size=b).to(emb.dtype)
+        n = soft.shape[1]
+        start = (attention_mask.cumsum(dim=1) == 0).sum(dim=1, keepdim=True)  # pads before text
+        j = torch.arange(t + n, device=input_ids.device).unsqueeze(0)
+        idx = torch.where(j < start, j, torch.where(j < start + n, t + j - start, j - n))
+        full = torch.cat([emb, soft], dim=1)
+        embeds = full.gather(1, idx.unsqueeze(-1).expand(-1, -1, emb.shape[-1]))
+        ones = attention_mask.new_ones((b, n))
+        mask = torch.cat([attention_mask, ones], dim=1).gather(1, idx)
+        return embeds, mask
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, **kwargs):
+        """Base forward on the soft-prompted embeddings; positions count real tokens only."""
+        embeds, mask = self.embed(input_ids, attention_mask)
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        return self.peft.get_base_model()(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, **kwargs
+        )
+
+    def generate(self, input_ids=None, attention_mask=None, **kwargs):
+        """Greedy generation; returns input ids followed by the new tokens, like the base model."""
+        embeds, mask = self.embed(input_ids, attention_mask)
+        new = self.peft.get_base_model().generate(
+            inputs_embeds=embeds, attention_mask=mask, **kwargs
+        )
+        return torch.cat([input_ids, new.to(input_ids.device)], dim=1)
+
+
+def _wrap(peft_model, lm: LoadedModel) -> LoadedModel:
+    """The LoadedModel that scoring and training use for a peft model."""
+    is_prompt = peft_model.active_peft_config.is_prompt_learning
+    model = SoftPromptCausalLM(peft_model) if is_prompt and lm.family == "causal" else peft_model
+    return replace(lm, model=model, name=f"{lm.name}+{_kind(peft_model)}")
+
+
+def _kind(peft_model) -> str:
+    """'prompt_tuning' or 'lora' (lower-case peft type)."""
+    return str(peft_model.active_peft_config.peft_type.value).lower()
+
+
+def peft_of(lm: LoadedModel):
+    """The PeftModel inside an adapted LoadedModel."""
+    return lm.model.peft if isinstance(lm.model, SoftPromptCausalLM) else lm.model
+
+
+def add_adapter(lm: LoadedModel, mitigation: dict, seed: int = 0) -> LoadedModel:
+    """Freeze the model and add a fresh trainable adapter (fp32 trainable weights)."""
+    torch.manual_seed(int(seed))
+    peft_model = get_peft_model(lm.model, peft_config(lm, mitigation))
+    if mitigation.get("kind") == "prompt_tuning":
+        init_soft_prompt(peft_model, lm, mitigation, seed)
+    for param in peft_model.parameters():
+        if param.requires_grad:
+            param.data = param.data.float()
+    peft_model.eval()  # deterministic until training asks for adapter dropout (module.py)
+    return _wrap(peft_model, lm)
+
+
+def save_adapter(lm: LoadedModel, path: str | Path) -> Path:
+    """Write the adapter with peft's save_pretrained (adapter_config.json + weights)."""
+    path = Path(path)
+    peft_of(lm).save_pretrained(str(path))
+    return path
+
+
+def attach_adapter(lm: LoadedModel, path: str | Path) -> LoadedModel:
+    """Load a saved adapter onto a freshly loaded base model, for evaluation (not trainable)."""
+    path = Path(path).expanduser()
+    if not (path / "adapter_config.json").is_file():
+        raise UserError(
+            f"No adapter at {str(path)!r} (adapter_config.json missing). Point "
+            "mitigation.adapter_path at the `adapter` folder a train.py run wrote."
+        )
+    peft_model = PeftModel.from_pretrained(lm.model, str(path), is_trainable=False)
+    peft_model.eval()
+    return _wrap(peft_model, lm)
+
+
+def trainable_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The module's trainable tensors by state-dict name."""
+    keep = {name for name, p in module.named_parameters() if p.requires_grad}
+    return {k: v for k, v in module.state_dict().items() if k in keep}

@@ -1,0 +1,116 @@
+"""LightningModule: a frozen base model with a trainable adapter, loss on the answer tokens only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from .adapters import trainable_state
+from .errors import UserError
+
+PROBE_KEYS = (
+    "alignment_wrong_filtered",
+    "alignment_wrong",
+    "acc_no_opinion",
+    "acc_wrong_opinion",
+    "contrarian_rate",
+)
+
+
+def answer_loss(model, batch: dict, family: str) -> torch.Tensor:
+    """Mean cross-entropy over answer tokens (labels != -100)."""
+    labels = batch["labels"]
+    if family == "seq2seq":
+        out = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels
+        )
+        logits = out.logits
+    else:
+        # left padding aligns the answers at the end: only the last positions need logits
+        width = int((labels != -100).sum(dim=1).max())
+        out = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            logits_to_keep=width + 1,
+        )
+        logits, labels = out.logits[:, :-1], labels[:, -width:]
+    return F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100
+    )
+
+
+class AdapterModule(L.LightningModule):
+    """Trains only the adapter of `lm.model`; the base stays frozen and in eval mode (no dropout)."""
+
+    def __init__(self, lm, hparams: dict, probe_eval: Callable | None = None):
+        super().__init__()
+        self.lm = lm
+        self.model = lm.model
+        self.probe_eval = probe_eval
+        self.strict_loading = False  # checkpoints hold the trainable tensors only
+        self.save_hyperparameters(hparams)
+
+    def train(self, mode: bool = True):
+        """Keep the frozen base deterministic; only adapter dropout (LoRA) follows `mode`."""
+        super().train(mode)
+        self.model.eval()
+        if mode:
+            for name, module in self.model.named_modules():
+                if "lora_dropout" in name:
+                    module.train()
+        return self
+
+    def training_step(self, batch, batch_idx):
+        loss = answer_loss(self.model, batch, self.lm.family)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss = answer_loss(self.model, batch, self.lm.family)
+        self.log("val/loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
+
+    def on_validation_epoch_end(self):
+        if self.probe_eval is None or self.trainer.sanity_checking:
+            return
+        metrics = self.probe_eval(self.lm)
+        self.log_dict(
+            {f"val/{k}": float(metrics[k]) for k in PROBE_KEYS if k in metrics}, prog_bar=False
+        )
+        self.model.eval()
+
+    def configure_optimizers(self):
+        opt = self.hparams["mitigation"].get("optimizer", {})
+        params = [p for p in self.parameters() if p.requires_grad]
+        name = str(opt.get("name", "adamw")).lower()
+        lr = float(opt.get("lr", 3e-2))
+        if name == "adafactor":
+            from transformers.optimization import Adafactor
+
+            optimizer = Adafactor(
+                params,
+                lr=lr,
+                weight_decay=float(opt.get("weight_decay", 0.0)),
+                relative_step=False,
+                scale_parameter=False,
+                warmup_init=False,
+            )
+        elif name == "adamw":
+            optimizer = torch.optim.AdamW(
+                params, lr=lr, weight_decay=float(opt.get("weight_decay", 0.0))
+            )
+        else:
+            raise UserError(
+                f"mitigation.optimizer.name={name!r} is unknown; use adamw or adafactor."
+            )
+        warmup = int(opt.get("warmup_steps", 0))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Drop the frozen base from the checkpoint: kilobytes instead of the whole model."""
+        checkpoint["state_dict"] = trainable_state(self)

@@ -1,0 +1,229 @@
+"""Training: balanced batches, filtration, a few steps on tiny models, kilobyte checkpoints, resume."""
+
+from collections import Counter
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from sycophancy import adapters, data, models, scoring
+from sycophancy.data import SycophancyDataModule, balanced_batches, build_train_items
+from sycophancy.io import read_jsonl
+from sycophancy.module import AdapterModule, answer_loss
+from sycophancy.prompts import renderer
+from sycophancy.training import paired_deltas
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+TINY = {
+    "causal": {"name": "tiny-llama", "family": "causal", "source": "tiny", "chat_template": True},
+    "seq2seq": {"name": "tiny-t5", "family": "seq2seq", "source": "tiny", "chat_template": False},
+}
+
+
+def test_balanced_batches_have_equal_cells():
+    cells = [(True, "pos")] * 30 + [(False, "pos")] * 5 + [(True, "neg")] * 9 + [(False, "neg")] * 3
+    batches = balanced_batches(cells, batch_size=8, n_batches=12, seed=0)
+    assert len(batches) == 12
+    for batch in batches:
+        counts = Counter(cells[i] for i in batch)
+        assert sorted(counts.values()) == [2, 2, 2, 2]
+    small = [i for b in batches for i in b if cells[i] == (False, "neg")]
+    assert set(small) == {44, 45, 46}  # the rare cell is cycled, not dropped
+
+
+def test_balanced_batches_spread_a_remainder_over_cells():
+    cells = [("a",)] * 10 + [("b",)] * 10 + [("c",)] * 10
+    batches = balanced_batches(cells, batch_size=4, n_batches=3, seed=1)
+    totals = Counter(cells[i] for b in batches for i in b)
+    assert sorted(totals.values()) == [4, 4, 4]
+
+
+def run_cfg(tmp_path, **training) -> dict:
+    def load(name: str) -> dict:
+        return OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"), resolve=True)
+
+    return {
+        "model": TINY["causal"],
+        "dataset": {**load("dataset/synthetic_sentiment"), "limit": 12},
+        "probe": load("probe/opinion_label"),
+        "training": {**OmegaConf.load(CONF / "train.yaml").training, "train_limit": 16, **training},
+        "data_seed": 0,
+        "output_dir": str(tmp_path),
+    }
+
+
+def test_filtration_keeps_only_examples_right_without_opinion(tmp_path, monkeypatch):
+    plain = run_cfg(tmp_path)
+    lm = models.load_model(TINY["causal"])
+    render = renderer(lm.tokenizer, True)
+
+    def fake_scores(lm, texts, options, **_):
+        # column 0 ("negative") wins for the first 10 prompts, "positive" after (threshold: median)
+        return np.array([[0.0, -1.0] if i < 10 else [-1.0, 0.0] for i in range(len(texts))])
+
+    monkeypatch.setattr(scoring, "score_options", fake_scores)
+    items, stats = build_train_items(plain, lm, render)
+    split = data.train_split(data.dataset_configs(plain)[0], 16)
+    gold = {ex.id: split.label_names[ex.label] for ex in split.examples}
+    expected = {
+        ex.id
+        for i, ex in enumerate(split.examples)
+        if gold[ex.id] == ("positive", "negative")[i < 10]
+    }
+    assert {it.example_id for it in items} == expected
+    assert stats["synthetic_sentiment"] == {"examples": 16, "kept": len(expected)}
+    assert all(it.target == gold[it.example_id] for it in items)
+    assert {it.cell[0] for it in items} == {True, False}
+
+
+def tiny_module(family: str, lr: float = 0.3, kind: str = "prompt_tuning"):
+    lm = models.load_model(TINY[family])
+    mitigation = {
+        "kind": kind,
+        "num_virtual_tokens": 4,
+        "init": "vocab",
+        "r": 4,
+        "dropout": 0.1,
+        "optimizer": {"name": "adamw" if kind == "lora" else "adafactor", "lr": lr},
+    }
+    tuned = adapters.add_adapter(lm, mitigation, seed=0)
+    rows = [("Review: great film.", "positive"), ("Review: awful film.", "negative")] * 4
+    items = [data.TrainItem(p, t, (i % 4 < 2, t), str(i)) for i, (p, t) in enumerate(rows)]
+    dm = SycophancyDataModule(tuned, items, items[:4], batch_size=4, batches_per_epoch=2)
+    return lm, tuned, AdapterModule(tuned, {"mitigation": mitigation}), dm
+
+
+def trainer(tmp_path, steps: int, **kw) -> L.Trainer:
+    return L.Trainer(
+        accelerator="cpu",
+        max_steps=steps,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(tmp_path),
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("kind", ["prompt_tuning", "lora"])
+@pytest.mark.parametrize("family", ["causal", "seq2seq"])
+def test_a_few_steps_change_only_the_adapter_and_lower_the_loss(tmp_path, family, kind):
+    lm, tuned, module, dm = tiny_module(
+        family, lr=0.3 if kind == "prompt_tuning" else 0.01, kind=kind
+    )
+    params = dict(adapters.peft_of(tuned).named_parameters())
+    frozen = {k: p.detach().clone() for k, p in params.items() if not p.requires_grad}
+    trainable = {k: p.detach().clone() for k, p in params.items() if p.requires_grad}
+    assert trainable and all("prompt_encoder" in k or "lora_" in k for k in trainable)
+    batch = next(iter(dm.val_dataloader()))
+    with torch.no_grad():
+        loss0 = float(answer_loss(tuned.model, batch, family))
+    trainer(tmp_path, 8, enable_checkpointing=False).fit(module, datamodule=dm)
+    with torch.no_grad():
+        loss1 = float(answer_loss(tuned.model, batch, family))
+    assert all(torch.equal(frozen[k], params[k]) for k in frozen)
+    assert any(not torch.equal(trainable[k], params[k]) for k in trainable)
+    assert loss1 < loss0
+    base = adapters.peft_of(tuned).get_base_model()
+    assert not any(m.training for n, m in base.named_modules() if "lora_dropout" not in n)
+
+
+def test_checkpoint_is_kilobytes_and_resume_continues(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    _, tuned, module, dm = tiny_module("causal")
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True, save_top_k=0)
+    trainer(tmp_path, 2, callbacks=[ckpt]).fit(module, datamodule=dm)
+    path = Path(ckpt.last_model_path)
+    assert path.stat().st_size < 100_000
+    state = torch.load(path, weights_only=True)
+    assert state["global_step"] == 2
+    assert all("prompt_encoder" in k for k in state["state_dict"])
+    trained = adapters.soft_prompt_weight(adapters.peft_of(tuned)).detach().clone()
+
+    _, tuned2, module2, dm2 = tiny_module("causal")
+    resumed = trainer(tmp_path, 4, enable_checkpointing=False)
+    loaded = {}
+
+    def spy(checkpoint):
+        loaded["prompt"] = adapters.soft_prompt_weight(adapters.peft_of(tuned2)).detach().clone()
+        loaded["step"] = checkpoint["global_step"]
+
+    module2.on_load_checkpoint = spy
+    resumed.fit(module2, datamodule=dm2, ckpt_path=str(path))
+    assert loaded["step"] == 2 and resumed.global_step == 4
+    assert not torch.equal(trained, adapters.soft_prompt_weight(adapters.peft_of(tuned2)))
+
+
+def test_paired_deltas_pair_examples_and_test_alignment():
+    def recs(pred_wrong: list[int]) -> list[dict]:
+        out = []
+        for i, p in enumerate(pred_wrong):
+            base = {"example_id": str(i), "gold": 0, "options": ["a", "b"]}
+            out.append({**base, "condition": "none", "user_option": None, "prediction": {"m": 0}})
+            out.append({**base, "condition": "wrong", "user_option": 1, "prediction": {"m": p}})
+            out.append({**base, "condition": "right", "user_option": 0, "prediction": {"m": 0}})
+        return out
+
+    delta = paired_deltas(recs([1] * 10), recs([1] * 2 + [0] * 8), "m", seed=0)
+    assert delta["alignment_wrong_filtered"] == pytest.approx(-0.8)
+    assert delta["alignment_wrong_filtered_mcnemar"]["b"] == 8
+    assert delta["acc_no_opinion"] == 0 and delta["n"] == 10
+
+
+@pytest.mark.skipif(not (CONF / "model" / "tiny-llama.yaml").exists(), reason="model configs")
+def test_train_end_to_end_on_tiny_llama(tmp_path):
+    from sycophancy.training import train
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=[
+                "model=tiny-llama",
+                "dataset.limit=6",
+                "training.train_limit=16",
+                "training.val_probe_limit=4",
+                "trainer.max_epochs=1",
+                "logger=csv",
+                f"output_dir={tmp_path}",
+            ],
+        )
+    score = train(cfg)
+    metrics = __import__("json").loads((tmp_path / "metrics.json").read_text())
+    assert score == metrics["after"]["alignment_wrong_filtered"]
+    assert {"before", "after", "delta"} <= set(metrics)
+    assert "alignment_wrong_mcnemar" in metrics["delta"]
+    assert (tmp_path / "adapter" / "adapter_config.json").exists()
+    stages = Counter(r["stage"] for r in read_jsonl(tmp_path / "examples.jsonl"))
+    assert stages == {"after": 18, "before": 18}
+    assert (tmp_path / "csv" / "metrics.csv").exists()
+
+    from sycophancy.pipeline import load_lm
+
+    plain = {"model": TINY["causal"], "mitigation": {"adapter_path": str(tmp_path / "adapter")}}
+    assert isinstance(load_lm(plain).model, adapters.SoftPromptCausalLM)
+
+
+@pytest.mark.slow
+def test_train_embedded_model_smoke(tmp_path):
+    from sycophancy.training import train
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=[
+                "dataset.limit=4",
+                "training.train_limit=16",
+                "training.val_probe_limit=2",
+                "trainer.max_steps=2",
+                "logger=none",
+                f"output_dir={tmp_path}",
+            ],
+        )
+    assert 0.0 <= train(cfg) <= 1.0
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").stat().st_size < 200_000
