@@ -36,8 +36,24 @@ def test_every_option_composes(config_name, group):
 
 
 def test_expected_options_exist():
-    assert {"flan-t5-small", "flan-t5-base", "flan-t5-large", "flan-t5-xl", "smollm2-135m-instruct", "tiny-t5", "tiny-llama"} <= set(options("model"))
-    assert {"sst2", "synthetic_sentiment", "addition", "rotten_tomatoes", "snli", "trec", "ag_news"} <= set(options("dataset"))
+    assert {
+        "flan-t5-small",
+        "flan-t5-base",
+        "flan-t5-large",
+        "flan-t5-xl",
+        "smollm2-135m-instruct",
+        "tiny-t5",
+        "tiny-llama",
+    } <= set(options("model"))
+    assert {
+        "sst2",
+        "synthetic_sentiment",
+        "addition",
+        "rotten_tomatoes",
+        "snli",
+        "trec",
+        "ag_news",
+    } <= set(options("dataset"))
     assert {"opinion", "opinion_label"} <= set(options("probe"))
     assert {"none", "icl", "system_prompt"} <= set(options("mitigation"))
 
@@ -45,7 +61,10 @@ def test_expected_options_exist():
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(REPO / "evaluate.py"), *args],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
     )
 
 
@@ -57,7 +76,13 @@ def test_unknown_model_lists_valid_ones():
 
 
 def test_missing_data_dir_is_one_paragraph(tmp_path):
-    out = run_cli("model=tiny-llama", "dataset=sst2", f"dataset.data_dir={tmp_path / 'nowhere'}", "logger=none", f"output_dir={tmp_path / 'run'}")
+    out = run_cli(
+        "model=tiny-llama",
+        "dataset=sst2",
+        f"dataset.data_dir={tmp_path / 'nowhere'}",
+        "logger=none",
+        f"output_dir={tmp_path / 'run'}",
+    )
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr
     assert "nowhere" in out.stderr
