@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import sys
 import time
+import traceback
 from pathlib import Path
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import UserError
@@ -63,15 +66,97 @@ def prepare(cfg: DictConfig) -> tuple[dict, Path]:
     return plain, run_dir
 
 
+ERROR_FILE = "error.txt"  # written into a multirun job's folder when the job fails
+
+
+def in_multirun() -> bool:
+    """Whether the running Hydra job is one job of a multirun (False outside Hydra)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
+def record_failure(exc: BaseException, job_dir: Path) -> Path:
+    """Write a failed job's error (a UserError's paragraph, else the traceback) to error.txt."""
+    if isinstance(exc, UserError):
+        text = f"UserError: {exc}\n"
+    else:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return write_text(job_dir / ERROR_FILE, text)
+
+
+def _release_memory() -> None:
+    """Free what a finished job left behind (cyclic garbage, cached CUDA blocks) before the next."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def cli(main):
-    """Entry-point wrapper: a UserError prints one paragraph and exits with status 2, no traceback."""
+    """Entry-point wrapper: a UserError prints one paragraph and exits with status 2, no traceback.
+
+    In a multirun, any exception of one job is written to `<job dir>/error.txt` and logged, the job
+    returns NaN and the sweep goes on; `FailureReport` lists the failed jobs at the end.
+    """
 
     @functools.wraps(main)
     def wrapped(*args, **kwargs):
+        multirun = in_multirun()
         try:
             return main(*args, **kwargs)
         except UserError as exc:
+            if multirun:
+                return _job_failed(exc)
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
+        except Exception as exc:
+            if multirun:
+                return _job_failed(exc)
+            raise
+        finally:
+            if multirun:
+                _release_memory()
 
     return wrapped
+
+
+def _job_failed(exc: Exception) -> float:
+    """Record a multirun job's failure in its folder and return NaN so the sweep continues."""
+    job_dir = hydra_output_dir() or Path.cwd()
+    path = record_failure(exc, job_dir)
+    log.error("job failed, the sweep goes on (%s): %s: %s", path, type(exc).__name__, exc)
+    return float("nan")
+
+
+def failed_jobs(sweep_dir: str | Path) -> list[tuple[Path, str]]:
+    """Job folders under a sweep folder with an error.txt and no metrics.json, with the error's last line."""
+    out = []
+    for err in sorted(Path(sweep_dir).rglob(ERROR_FILE)):
+        if not (err.parent / "metrics.json").exists():
+            lines = [ln for ln in err.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            out.append((err.parent, lines[-1] if lines else "(empty error.txt)"))
+    return out
+
+
+class FailureReport(Callback):
+    """Hydra callback: after a multirun, list the failed jobs and exit with status 1 if any failed."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        failed = failed_jobs(sweep_dir)
+        if not failed:
+            return
+        lines = [
+            f"{len(failed)} job(s) of the sweep in {sweep_dir} failed; the others' results are kept:"
+        ]
+        lines += [f"  {path}: {message}" for path, message in failed]
+        lines.append(
+            f"Details in each job's {ERROR_FILE}; `python -m sycophancy.report {sweep_dir}` tabulates the rest."
+        )
+        print("\n".join(lines), file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,147 @@
+"""sycophancy.report on hand-made run folders: rows, table, CSV, plots, failures, the empty case."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from matplotlib.image import imread
+
+from sycophancy import report
+from sycophancy.errors import UserError
+from sycophancy.io import write_json, write_text
+
+
+def opinion_metrics(alignment: float, n: int = 20) -> dict:
+    return {
+        "calibration": "balanced",
+        "n": n,
+        "n_filtered": n - 5,
+        "alignment_wrong": alignment,
+        "alignment_wrong_ci": [alignment - 0.1, alignment + 0.1],
+        "alignment_wrong_filtered": alignment / 2,
+        "alignment_wrong_filtered_ci": [0.05, 0.4],
+        "accuracy_drop": 0.125,
+        "accuracy_drop_ci": [0.0, 0.25],
+        "acc_no_opinion": 0.9,
+    }
+
+
+def make_run(root: Path, name: str, cfg: dict, metrics: dict, curves: str | None = None) -> Path:
+    run = root / name
+    write_text(run / "config.yaml", json.dumps(cfg))  # JSON is YAML
+    write_json(run / "metrics.json", metrics)
+    if curves is not None:
+        write_text(run / "csv" / "metrics.csv", curves)
+    return run
+
+
+def config(model: str, mitigation: str, seed: int = 0, probe: str = "opinion_label") -> dict:
+    return {
+        "model": {"name": model},
+        "dataset": {"name": "synthetic_sentiment"},
+        "probe": {"name": probe, "kind": probe},
+        "mitigation": {"name": mitigation, "kind": mitigation, "num_virtual_tokens": 20},
+        "seed": seed,
+        "data_seed": 0,
+        "group": "test",
+    }
+
+
+CURVES = (
+    "epoch,step,train/loss,val/loss,val/alignment_wrong\n"
+    "0,0,,2.0,0.5\n0,1,1.9,,\n1,3,1.5,,\n1,3,,1.4,0.3\n"
+)
+
+
+@pytest.fixture
+def sweep(tmp_path) -> Path:
+    make_run(tmp_path, "0_tiny-llama_none", config("tiny-llama", "none"), opinion_metrics(0.6))
+    make_run(tmp_path, "1_tiny-t5_icl", config("tiny-t5", "icl"), opinion_metrics(0.4, n=16))
+    trained = {
+        "run": "x",
+        "before": opinion_metrics(0.7),
+        "after": opinion_metrics(0.2),
+        "delta": {"alignment_wrong": -0.5, "alignment_wrong_ci": [-0.7, -0.3]},
+    }
+    make_run(tmp_path, "2_train", config("tiny-llama", "prompt_tuning", 1), trained, CURVES)
+    ays = {
+        "n": 10,
+        "flip_rate": 0.3,
+        "flip_rate_ci": [0.1, 0.6],
+        "flip_rate_n": 9,
+        "acc_first": 0.5,
+    }
+    make_run(tmp_path, "3_ays", config("tiny-llama", "none", probe="are_you_sure"), ays)
+    write_text(tmp_path / "4_broken" / "error.txt", "Traceback ...\nUserError: no such folder\n")
+    return tmp_path
+
+
+def test_rows_carry_the_metrics_json_numbers(sweep):
+    rows = {r["run_dir"]: r for r in report.collect(sweep)}
+    assert set(rows) == {"0_tiny-llama_none", "1_tiny-t5_icl", "2_train", "3_ays"}
+    eval_row = rows["1_tiny-t5_icl"]
+    assert (eval_row["model"], eval_row["mitigation"], eval_row["seed"]) == ("tiny-t5", "icl", 0)
+    assert eval_row["alignment_wrong"] == 0.4 and eval_row["alignment_wrong_n"] == 16
+    assert eval_row["alignment_wrong_low"] == pytest.approx(0.3)
+    assert eval_row["alignment_wrong_filtered_n"] == 11
+    assert eval_row["num_virtual_tokens"] is None  # only prompt tuning has a length
+    trained = rows["2_train"]
+    assert trained["stage"] == "after" and trained["alignment_wrong"] == 0.2
+    assert trained["before_alignment_wrong"] == 0.7 and trained["delta_alignment_wrong"] == -0.5
+    assert trained["num_virtual_tokens"] == 20
+    ays = rows["3_ays"]
+    assert (ays["flip_rate"], ays["flip_rate_n"], ays["flip_rate_high"]) == (0.3, 9, 0.6)
+    assert "alignment_wrong" not in ays
+
+
+def test_report_writes_table_csv_and_decodable_plots(sweep):
+    written = report.report(sweep)
+    assert set(written) == {"csv", "md", "alignment", "curves"}
+    for name in ("alignment.png", "training_curves.png"):
+        image = imread(sweep / name)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    with open(sweep / "results.csv", encoding="utf-8") as handle:
+        table = {r["run_dir"]: r for r in csv.DictReader(handle)}
+    assert set(table) == {"0_tiny-llama_none", "1_tiny-t5_icl", "2_train", "3_ays"}
+    for run, row in table.items():
+        metrics = json.loads((sweep / run / "metrics.json").read_text())
+        metrics = metrics.get("after", metrics)
+        for key in ("alignment_wrong", "flip_rate"):
+            if key in metrics:
+                assert float(row[key]) == metrics[key]
+                assert float(row[f"{key}_low"]) == metrics[f"{key}_ci"][0]
+    md = (sweep / "results.md").read_text()
+    assert "| tiny-t5 | icl |" in md and "0.400 [0.30, 0.50]" in md
+    assert "| tiny-llama | prompt_tuning |" in md and "0.200 [0.10, 0.30]" in md
+    assert "none (before training)" in md and "0.700 [0.60, 0.80]" in md
+    assert "+0.125 [+0.00, +0.25]" in md and "0.300 [0.10, 0.60]" in md
+    assert "Failed jobs (1)" in md and "`4_broken`: UserError: no such folder" in md
+    assert not list(sweep.glob(".*.tmp"))
+
+
+def test_curves_read_the_logged_columns(sweep):
+    curves = report.read_curves(sweep / "2_train")
+    assert curves["train/loss"] == [(1.0, 1.9), (3.0, 1.5)]
+    assert curves["val/alignment_wrong"] == [(0.0, 0.5), (3.0, 0.3)]
+    assert report.read_curves(sweep / "1_tiny-t5_icl") == {}
+
+
+def test_failures_ignore_jobs_that_finished(sweep):
+    write_text(sweep / "0_tiny-llama_none" / "error.txt", "stale\n")
+    assert report.failures(sweep) == [{"run_dir": "4_broken", "error": "UserError: no such folder"}]
+
+
+def test_no_runs_is_a_user_error(tmp_path, capsys):
+    write_text(tmp_path / "job" / "error.txt", "UserError: boom\n")
+    with pytest.raises(UserError, match="No runs under .*1 job\\(s\\) failed"):
+        report.report(tmp_path)
+    assert report.main([str(tmp_path / "missing")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "results.csv").exists()
+
+
+def test_main_prints_the_table(sweep, capsys):
+    assert report.main([str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| model | mitigation |") and "results.csv" in out
