@@ -204,9 +204,9 @@ def encode(lm, prompt: str, target: str) -> tuple[list[int], list[int]]:
             lm.tokenizer(prompt, add_special_tokens=True)["input_ids"],
             lm.tokenizer(target, add_special_tokens=True)["input_ids"],
         )
-    context = scoring._contexts(lm, [prompt])[0]
-    plain = scoring._encode(lm.tokenizer, prompt)
-    return context, scoring._tail(lm.tokenizer, plain, prompt, target)
+    context = scoring.prompt_ids(lm, [prompt])[0]
+    plain = scoring.encode(lm.tokenizer, prompt)
+    return context, scoring.tail(lm.tokenizer, plain, prompt, target)
 
 
 def collate(rows: list[tuple[list[int], list[int]]], family: str, pad: int) -> dict:
@@ -251,7 +251,7 @@ class SycophancyDataModule(L.LightningDataModule):
         self.batches_per_epoch = int(batches_per_epoch or max(1, len(train_items) // batch_size))
         self.train_rows = [encode(lm, it.prompt, it.target) for it in train_items]
         self.val_rows = [encode(lm, it.prompt, it.target) for it in val_items]
-        self.pad = scoring._pad_id(lm.tokenizer)
+        self.pad = scoring.pad_id(lm.tokenizer)
 
     def _collate(self, rows):
         return collate(rows, self.lm.family, self.pad)

@@ -52,7 +52,7 @@ def generate(
     progress: str | None = None,
 ) -> list[str]:
     """Greedy continuations of each prompt (new text only, surrounding whitespace stripped)."""
-    contexts = _contexts(lm, prompts)
+    contexts = prompt_ids(lm, prompts)
     texts = [""] * len(prompts)
     with _inference(lm.model), _bar(len(prompts), progress) as bar:
         for idx in _batches_by_length([len(c) for c in contexts], batch_size):
@@ -85,7 +85,7 @@ def _broadcast_options(
 
 def _rows(lm: LoadedModel, prompts: list[str], options: list[list[str]]) -> list[_Row]:
     """Tokenised rows for every prompt."""
-    contexts = _contexts(lm, prompts)
+    contexts = prompt_ids(lm, prompts)
     if lm.family == "seq2seq":
         start = _decoder_start(lm.model)
         return [
@@ -97,8 +97,8 @@ def _rows(lm: LoadedModel, prompts: list[str], options: list[list[str]]) -> list
 
 def _causal_row(lm: LoadedModel, context: list[int], prompt: str, options: list[str]) -> _Row:
     """Prompt tokens plus the options' common prefix; options tokenised as they follow the prompt."""
-    plain = _encode(lm.tokenizer, prompt)
-    tails = [_tail(lm.tokenizer, plain, prompt, option) for option in options]
+    plain = encode(lm.tokenizer, prompt)
+    tails = [tail(lm.tokenizer, plain, prompt, option) for option in options]
     prefix, targets = _split_common_prefix(tails, options, prompt)
     return _Row(context + prefix, [], targets)
 
@@ -107,22 +107,22 @@ def _seq2seq_row(
     lm: LoadedModel, context: list[int], prompt: str, options: list[str], start: int
 ) -> _Row:
     """Encoder tokens; decoder gets the start token plus the options' common prefix."""
-    tokenised = [_encode(lm.tokenizer, o) for o in options]
+    tokenised = [encode(lm.tokenizer, o) for o in options]
     prefix, targets = _split_common_prefix(tokenised, options, prompt)
     return _Row(context, [start] + prefix, targets)
 
 
-def _encode(tok: Any, text: str) -> list[int]:
+def encode(tok: Any, text: str) -> list[int]:
     """Token ids of `text` without special tokens."""
     return tok(text, add_special_tokens=False)["input_ids"]
 
 
-def _contexts(lm: LoadedModel, prompts: list[str]) -> list[list[int]]:
+def prompt_ids(lm: LoadedModel, prompts: list[str]) -> list[list[int]]:
     """Model input ids per prompt: causal gets BOS only if the tokenizer adds one and it is absent."""
     if lm.family == "seq2seq":
         return [lm.tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
     bos = _added_bos(lm.tokenizer)
-    ids = [_encode(lm.tokenizer, p) for p in prompts]
+    ids = [encode(lm.tokenizer, p) for p in prompts]
     return [[bos] + i if bos is not None and i[:1] != [bos] else i for i in ids]
 
 
@@ -135,12 +135,12 @@ def _added_bos(tok: Any) -> int | None:
     return bos if ids[:1] == [bos] else None
 
 
-def _tail(tok: Any, prompt_ids: list[int], prompt: str, option: str) -> list[int]:
+def tail(tok: Any, prompt_ids: list[int], prompt: str, option: str) -> list[int]:
     """Tokens of `option` as they follow `prompt` (falls back to the option alone on a merge)."""
-    full = _encode(tok, prompt + option)
+    full = encode(tok, prompt + option)
     if full[: len(prompt_ids)] == prompt_ids and len(full) > len(prompt_ids):
         return full[len(prompt_ids) :]
-    return _encode(tok, option)
+    return encode(tok, option)
 
 
 def _split_common_prefix(
@@ -166,7 +166,7 @@ def _decoder_start(model: Any) -> int:
     return int(start if start is not None else config.pad_token_id)
 
 
-def _pad_id(tok: Any) -> int:
+def pad_id(tok: Any) -> int:
     """The tokenizer's pad id, falling back to EOS (the mask hides it either way)."""
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     return int(pad if pad is not None else 0)
@@ -199,7 +199,7 @@ def _score_batch(lm: LoadedModel, batch: list[_Row]) -> np.ndarray:
 
 def _next_token_logits(lm: LoadedModel, batch: list[_Row]) -> Any:
     """[b, vocab] logits for the next token after each row's context (and decoder prefix)."""
-    device, pad = _device(lm.model), _pad_id(lm.tokenizer)
+    device, pad = _device(lm.model), pad_id(lm.tokenizer)
     if lm.family == "seq2seq":
         ids, mask = _pad([r.context for r in batch], pad, left=False, device=device)
         dec, dec_mask = _pad([r.decoder for r in batch], pad, left=False, device=device)
@@ -225,7 +225,7 @@ def _prompt_learning(model: Any) -> bool:
 
 def _generate_batch(lm: LoadedModel, contexts: list[list[int]], max_new_tokens: int) -> list[str]:
     """Greedy generation for one batch; returns the decoded new text of each row."""
-    pad = _pad_id(lm.tokenizer)
+    pad = pad_id(lm.tokenizer)
     causal = lm.family == "causal"
     ids, mask = _pad(contexts, pad, left=causal, device=_device(lm.model))
     out = lm.model.generate(
