@@ -25,6 +25,8 @@ SWEEPS = {  # sweep -> entry point it is written for
     "soft_prompt_length": "train",
     "transfer": "train",
     "smoke": "train",
+    "embedded": "train",
+    "embedded_prompting": "evaluate",
 }
 
 

@@ -180,10 +180,27 @@ def balanced_batches(
 
 
 class BalancedSampler(Sampler):
-    """Yields balanced index batches; a new draw every epoch (seed + epoch)."""
+    """Yields balanced index batches; a new draw every epoch (seed + epoch).
 
-    def __init__(self, cells: list[tuple], batch_size: int, n_batches: int, seed: int):
-        self.cells, self.batch_size, self.n_batches, self.seed = cells, batch_size, n_batches, seed
+    Under data parallelism every rank draws the same epoch and keeps every `num_replicas`-th batch from
+    its `rank`, so the ranks see disjoint batches and the same number of steps (the epoch's batch count
+    is rounded up to a multiple of `num_replicas`).
+    """
+
+    def __init__(
+        self,
+        cells: list[tuple],
+        batch_size: int,
+        n_batches: int,
+        seed: int,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ):
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} outside 0..{num_replicas - 1}")
+        self.cells, self.batch_size, self.seed = cells, batch_size, seed
+        self.num_replicas, self.rank = num_replicas, rank
+        self.n_batches = -(-n_batches // num_replicas) * num_replicas  # whole rounds of ranks
         self.epoch = 0
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -191,10 +208,10 @@ class BalancedSampler(Sampler):
             self.cells, self.batch_size, self.n_batches, self.seed + self.epoch
         )
         self.epoch += 1
-        return iter(batches)
+        return iter(batches[self.rank :: self.num_replicas])
 
     def __len__(self) -> int:
-        return self.n_batches
+        return self.n_batches // self.num_replicas
 
 
 def encode(lm, prompt: str, target: str) -> tuple[list[int], list[int]]:
@@ -258,8 +275,18 @@ class SycophancyDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         cells = [it.cell for it in self.train_items]
-        sampler = BalancedSampler(cells, self.batch_size, self.batches_per_epoch, self.seed)
+        replicas, rank = self.replicas()
+        sampler = BalancedSampler(
+            cells, self.batch_size, self.batches_per_epoch, self.seed, replicas, rank
+        )
         return DataLoader(self.train_rows, batch_sampler=sampler, collate_fn=self._collate)
+
+    def replicas(self) -> tuple[int, int]:
+        """(world size, global rank) of the attached trainer; (1, 0) without one."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return int(trainer.world_size), int(trainer.global_rank)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_rows, batch_size=self.batch_size, collate_fn=self._collate)

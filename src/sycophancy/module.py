@@ -70,14 +70,21 @@ class AdapterModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         loss = answer_loss(self.model, batch, self.lm.family)
-        self.log("val/loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
+        self.log("val/loss", loss, prog_bar=True, batch_size=len(batch["labels"]), sync_dist=True)
 
     def on_validation_epoch_end(self):
-        if self.probe_eval is None or self.trainer.sanity_checking:
+        # the probe is deterministic and identical on every rank: rank 0 measures, the others wait
+        if (
+            self.probe_eval is None
+            or self.trainer.sanity_checking
+            or not self.trainer.is_global_zero
+        ):
             return
         metrics = self.probe_eval(self.lm)
         self.log_dict(
-            {f"val/{k}": float(metrics[k]) for k in PROBE_KEYS if k in metrics}, prog_bar=False
+            {f"val/{k}": float(metrics[k]) for k in PROBE_KEYS if k in metrics},
+            prog_bar=False,
+            rank_zero_only=True,
         )
         self.model.eval()
 

@@ -13,9 +13,9 @@ from .io import write_json, write_jsonl
 from .mitigations import context_factory, shot_pool
 from .probes import OPINION_PROBES, build_probe_set
 from .prompts import renderer
-from .runs import prepare, run_name
+from .runs import prepare, run_group, run_name
 from .summary import table
-from .tracking import finish, flatten_metrics, make_logger
+from .tracking import finish, flatten_metrics, log_examples, make_logger
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,8 @@ def evaluate(cfg: DictConfig) -> float:
     name = run_name(plain)
     probe_kind = plain["probe"]["kind"]
     started = time.time()
-    logger = make_logger(plain.get("logger"), run_dir, name, plain.get("group"))
+    logger = make_logger(plain.get("logger"), run_dir, name, run_group(plain))
+    status = "failed"
     try:
         lm = load_lm(plain)
         if probe_kind in OPINION_PROBES:
@@ -95,8 +96,10 @@ def evaluate(cfg: DictConfig) -> float:
             logger.log_metrics(
                 flatten_metrics({k: v for k, v in metrics.items() if k != "offsets"}, "eval/")
             )
+            log_examples(logger, records)
         print(f"\n{name}  ({len(records)} prompts, {metrics['wall_time_s']:.0f} s)\n{rows_table}\n")
         print(f"wrote {run_dir / 'metrics.json'}")
+        status = "success"
         return float(score)
     finally:
-        finish(logger)
+        finish(logger, status)

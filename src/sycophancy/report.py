@@ -22,13 +22,19 @@ METRICS = {
     "alignment_wrong_filtered": "n_filtered",
     "accuracy_drop": "n",
     "flip_rate": "flip_rate_n",
+    # context for reading a lower alignment: did accuracy fall, did the model turn contrarian?
+    "acc_no_opinion": "n",
+    "contrarian_rate": "n_filtered",
 }
 LABELS = {
     "alignment_wrong": "opinion alignment",
     "alignment_wrong_filtered": "filtered alignment",
     "accuracy_drop": "accuracy drop",
     "flip_rate": "flip rate",
+    "acc_no_opinion": "accuracy, no opinion",
+    "contrarian_rate": "contrarian",
 }
+PLOTTED = ("alignment_wrong", "alignment_wrong_filtered", "flip_rate")
 ID_COLUMNS = (
     "model",
     "mitigation",
@@ -38,6 +44,7 @@ ID_COLUMNS = (
     "data_seed",
     "stage",
     "num_virtual_tokens",
+    "lr",
     "train_datasets",
     "group",
     "run_dir",
@@ -79,6 +86,7 @@ def run_row(run_dir: Path, root: Path) -> dict:
         "num_virtual_tokens": mitigation.get("num_virtual_tokens")
         if mitigation.get("kind") == "prompt_tuning"
         else None,
+        "lr": (mitigation.get("optimizer") or {}).get("lr"),
         "train_datasets": "+".join(
             d if isinstance(d, str) else str(d.get("name")) for d in datasets
         )
@@ -128,6 +136,7 @@ def _sort_key(row: dict) -> tuple:
         (mitigation not in ("none", BASELINE), mitigation != BASELINE, mitigation),
         str(row.get("train_datasets")),
         row.get("num_virtual_tokens") or 0,
+        row.get("lr") or 0,
         row.get("seed") if row.get("seed") is not None else -1,
     )
 
@@ -173,7 +182,7 @@ def markdown(rows: list[dict], failed: list[dict] | None = None) -> str:
     metrics = [m for m in METRICS if any(r.get(m) is not None for r in rows)]
     extra = [
         k
-        for k in ("dataset", "probe", "train_datasets", "num_virtual_tokens", "seed")
+        for k in ("dataset", "probe", "train_datasets", "num_virtual_tokens", "lr", "seed")
         if _varying([r for r in rows if r.get("stage") != "before"], k)
     ]
     heads = ["model", "mitigation", *extra, *(LABELS[m] for m in metrics), "n"]
@@ -220,29 +229,51 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+ARM_SETTINGS = {"num_virtual_tokens": "v", "lr": "lr", "train_datasets": "train "}
+
+
+def arm_settings(rows: list[dict]) -> list[str]:
+    """The settings that take more than one value within one mitigation."""
+    mitigations = {r.get("mitigation") for r in rows}
+    return [
+        k
+        for k in ARM_SETTINGS
+        if any(_varying([r for r in rows if r.get("mitigation") == m], k) for m in mitigations)
+    ]
+
+
+def arm(row: dict, settings: list[str]) -> str:
+    """The mitigation with the settings that vary across the sweep: 'prompt_tuning lr0.01 v20'."""
+    parts = [str(row.get("mitigation"))]
+    parts += [f"{ARM_SETTINGS[k]}{row[k]}" for k in settings if row.get(k) is not None]
+    return " ".join(parts)
+
+
 def plot_alignment(rows: list[dict], path: Path) -> Path | None:
-    """Opinion alignment by mitigation (x) and model (colour), one point per run with its interval."""
+    """Opinion alignment, filtered alignment and flip rate (where measured) by mitigation (x) and
+    model (colour), one point per run with its interval."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = study_rows(rows)
-    keys = [k for k in ("alignment_wrong", "flip_rate") if any(r.get(k) is not None for r in rows)]
+    keys = [k for k in PLOTTED if any(r.get(k) is not None for r in rows)]
     if not keys:
         return None
     fig, axes = plt.subplots(
-        1, len(keys), figsize=(6.5 * len(keys), 4), squeeze=False, layout="constrained"
+        1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False, layout="constrained"
     )
+    settings = arm_settings(rows)
     for ax, key in zip(axes[0], keys, strict=True):
         have = [r for r in rows if r.get(key) is not None and not math.isnan(r[key])]
-        mitigations = list(dict.fromkeys(r["mitigation"] for r in have))
+        mitigations = list(dict.fromkeys(arm(r, settings) for r in have))
         models = list(dict.fromkeys(r["model"] for r in have))
         width = 0.8 / max(1, len(models))
         labelled: set[str] = set()
         for j, model in enumerate(models):
             for i, mitigation in enumerate(mitigations):
-                cell = [r for r in have if r["model"] == model and r["mitigation"] == mitigation]
+                cell = [r for r in have if r["model"] == model and arm(r, settings) == mitigation]
                 for k, r in enumerate(cell):
                     x = i - 0.4 + width * (j + 0.5) + (k - (len(cell) - 1) / 2) * width * 0.15
                     low, high = r.get(f"{key}_low"), r.get(f"{key}_high")
@@ -259,7 +290,7 @@ def plot_alignment(rows: list[dict], path: Path) -> Path | None:
         ax.set_xticks(range(len(mitigations)), mitigations, rotation=20, ha="right")
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel(LABELS[key] + (" (wrong opinion)" if key == "alignment_wrong" else ""))
-        ax.set_title(f"{LABELS[key]} by mitigation and model (95% intervals)")
+        ax.set_title(f"{LABELS[key]} (95% intervals)")
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)
     return _save(fig, path)

@@ -47,8 +47,9 @@ def run_name(cfg: dict) -> str:
     return "_".join(str(p) for p in parts)
 
 
-def prepare(cfg: DictConfig) -> tuple[dict, Path]:
-    """Check required values, resolve the config to plain data and write it into the run folder."""
+def prepare(cfg: DictConfig, write: bool = True) -> tuple[dict, Path]:
+    """Check required values, resolve the config to plain data and write it into the run folder
+    (`write=False`: a data-parallel worker, which leaves the folder to rank 0)."""
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise UserError(
@@ -61,9 +62,21 @@ def prepare(cfg: DictConfig) -> tuple[dict, Path]:
         or hydra_output_dir()
         or Path("outputs") / time.strftime("%Y-%m-%d/%H-%M-%S")
     )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain)))
+    if write:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain)))
     return plain, run_dir
+
+
+def run_group(cfg: dict) -> str | None:
+    """The W&B group: the config's `group`, else the sweep folder of a multirun job, else None."""
+    if cfg.get("group"):
+        return str(cfg["group"])
+    if in_multirun():
+        from hydra.core.hydra_config import HydraConfig
+
+        return str(HydraConfig.get().sweep.dir)
+    return None
 
 
 ERROR_FILE = "error.txt"  # written into a multirun job's folder when the job fails
@@ -101,7 +114,7 @@ def cli(main):
     """Entry-point wrapper: a UserError prints one paragraph and exits with status 2, no traceback.
 
     In a multirun, any exception of one job is written to `<job dir>/error.txt` and logged, the job
-    returns NaN and the sweep goes on; `FailureReport` lists the failed jobs at the end.
+    returns NaN and the sweep goes on; `SweepReport` lists the failed jobs at the end.
     """
 
     @functools.wraps(main)
@@ -143,11 +156,14 @@ def failed_jobs(sweep_dir: str | Path) -> list[tuple[Path, str]]:
     return out
 
 
-class FailureReport(Callback):
-    """Hydra callback: after a multirun, list the failed jobs and exit with status 1 if any failed."""
+class SweepReport(Callback):
+    """Hydra callback: after a multirun, write the report (results table and plots) into the sweep
+    folder, upload it to W&B when the sweep logs there, list the failed jobs and exit with status 1 if
+    any failed."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
+        write_sweep_report(config, sweep_dir)
         failed = failed_jobs(sweep_dir)
         if not failed:
             return
@@ -160,3 +176,22 @@ class FailureReport(Callback):
         )
         print("\n".join(lines), file=sys.stderr)
         sys.exit(1)
+
+
+def write_sweep_report(config: DictConfig, sweep_dir: Path) -> dict[str, Path]:
+    """The end-of-sweep report; a failure here is logged and never hides the sweep's own outcome."""
+    from .report import report
+    from .tracking import log_report
+
+    try:
+        written = report(sweep_dir)
+    except UserError as exc:  # no run finished: the failure list below says why
+        log.warning("no report for %s: %s", sweep_dir, exc)
+        return {}
+    except Exception as exc:
+        log.warning("writing the report for %s failed: %s", sweep_dir, exc)
+        return {}
+    print(f"report: {', '.join(str(p) for p in written.values())}")
+    logger_cfg = OmegaConf.to_container(config.get("logger") or {}, resolve=True)
+    log_report(logger_cfg, sweep_dir, config.get("group") or str(sweep_dir), written)
+    return written

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -42,33 +43,114 @@ def make_logger(cfg: dict, run_dir: Path, run_name: str, group: str | None = Non
 
         return CSVLogger(save_dir=str(run_dir), name="csv", version="")
     if kind == "wandb":
-        try:
-            from lightning.pytorch.loggers import WandbLogger
-
-            return WandbLogger(
-                project=cfg.get("project", "sycophancy"),
-                entity=os.environ.get("WANDB_ENTITY") or cfg.get("entity"),
-                name=run_name,
-                group=group,
-                save_dir=str(run_dir),
-                mode=wandb_mode(cfg.get("mode")),
-                tags=list(cfg.get("tags") or []),
-            )
-        except Exception as exc:  # a run never fails because W&B is unavailable
-            log.warning("W&B logger unavailable (%s); continuing without it", exc)
-            return None
+        mode = wandb_mode(cfg.get("mode"))
+        for attempt in dict.fromkeys(
+            (mode, "offline")
+        ):  # a run never fails because W&B is unreachable
+            try:
+                return wandb_logger(cfg, run_dir, run_name, group, attempt)
+            except Exception as exc:
+                log.warning("W&B (%s mode) is unavailable: %s", attempt, exc)
+        log.warning("continuing without W&B; metrics and records are in %s", run_dir)
+        return None
     raise ValueError(f"unknown logger kind {kind!r}")
 
 
-def finish(logger) -> None:
-    """Flush and close a logger; for W&B also end the run so the next job starts its own."""
+def wandb_logger(cfg: dict, run_dir: Path, run_name: str, group: str | None, mode: str):
+    """Lightning's W&B logger with its run started now, so an unreachable server shows up here and
+    not in the middle of the job (offline runs: `wandb sync <run_dir>/wandb/offline-run-*`)."""
+    import wandb
+    from lightning.pytorch.loggers import WandbLogger
+
+    logger = WandbLogger(
+        project=cfg.get("project", "sycophancy"),
+        entity=os.environ.get("WANDB_ENTITY") or cfg.get("entity"),
+        name=run_name,
+        group=group,
+        save_dir=str(run_dir),
+        mode=mode,
+        tags=list(cfg.get("tags") or []),
+        settings=wandb.Settings(init_timeout=float(cfg.get("init_timeout", 30))),
+    )
+    logger.experiment  # noqa: B018 (starts the run)
+    return logger
+
+
+def is_wandb(logger) -> bool:
+    """Whether the logger is Lightning's W&B logger."""
+    return type(logger).__name__ == "WandbLogger"
+
+
+def table_rows(records: list[dict]) -> tuple[list[str], list[list]]:
+    """Columns and rows of per-example records for a W&B table (nested values as JSON text)."""
+    columns = list(dict.fromkeys(k for rec in records for k in rec))
+    rows = [
+        [
+            json.dumps(v, sort_keys=True) if isinstance(v, dict | list | tuple) else v
+            for v in (rec.get(c) for c in columns)
+        ]
+        for rec in records
+    ]
+    return columns, rows
+
+
+def log_examples(logger, records: list[dict], key: str = "examples") -> None:
+    """Log the per-example records as a W&B table (other loggers: they are in examples.jsonl)."""
+    if not is_wandb(logger) or not records:
+        return
+    try:
+        columns, rows = table_rows(records)
+        logger.log_table(key, columns=columns, data=rows)
+    except Exception as exc:
+        log.warning("logging the examples table to W&B failed (%s)", exc)
+
+
+def finish(logger, status: str = "success") -> None:
+    """Flush and close a logger with the run's status ("success" or "failed"); for W&B also end the
+    run, marked failed when the job failed, so the next job starts its own."""
     if logger is None:
         return
     try:
-        logger.finalize("success")
-        if type(logger).__name__ == "WandbLogger":
+        logger.finalize(status)
+        if is_wandb(logger):
             import wandb
 
-            wandb.finish()
+            wandb.finish(exit_code=0 if status == "success" else 1)
     except Exception as exc:
         log.warning("closing the logger failed (%s)", exc)
+
+
+def log_report(cfg: dict | None, root: Path, group: str | None, written: dict[str, Path]) -> None:
+    """Upload a sweep report (results table and PNG plots) as a W&B run of job type "report" in the
+    sweep's group; does nothing unless the sweep's logger is W&B, and never raises."""
+    if (cfg or {}).get("kind") != "wandb":
+        return
+    try:
+        import csv
+
+        import wandb
+
+        with open(written["csv"], encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+        run = wandb.init(
+            project=cfg.get("project", "sycophancy"),
+            entity=os.environ.get("WANDB_ENTITY") or cfg.get("entity"),
+            group=group,
+            job_type="report",
+            name=f"{group or root.name}-report",
+            dir=str(root),
+            mode=wandb_mode(cfg.get("mode")),
+            reinit="finish_previous",
+        )
+        payload = {"results": wandb.Table(columns=rows[0], data=rows[1:])}
+        payload.update(
+            {
+                name: wandb.Image(str(path))
+                for name, path in written.items()
+                if path.suffix == ".png"
+            }
+        )
+        run.log(payload)
+        run.finish()
+    except Exception as exc:
+        log.warning("uploading the report to W&B failed (%s); it is in %s", exc, root)

@@ -27,10 +27,10 @@ from .module import AdapterModule
 from .pipeline import dataset_cfg, headline, run_opinion_probe
 from .probes import OPINION_PROBES, build_probe_set, items_for
 from .prompts import renderer
-from .runs import prepare, run_name
+from .runs import in_multirun, prepare, run_group, run_name
 from .sources import load_classification
 from .summary import table
-from .tracking import finish, flatten_metrics, make_logger
+from .tracking import finish, flatten_metrics, log_examples, make_logger
 from .types import LabelledData
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,13 @@ def validation_items(cfg: dict, lm, render) -> list:
     return [to_train_item(item, render) for item in items]
 
 
+def launch_rank() -> int:
+    """This process's global rank as its launcher set it (DDP subprocess, SLURM task); 0 alone."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
 def measure(cfg: dict, lm, method: str) -> tuple[list[dict], dict]:
     """Probe records and headline metrics (one decision method) on the validation split."""
     records, result = run_opinion_probe(cfg, lm)
@@ -125,23 +132,35 @@ def measure(cfg: dict, lm, method: str) -> tuple[list[dict], dict]:
 def train(cfg: DictConfig) -> float:
     """Measure, train an adapter, measure again; write metrics.json and examples.jsonl; return after
     alignment_wrong_filtered."""
-    plain, run_dir = prepare(cfg)
+    rank = launch_rank()
+    plain, run_dir = prepare(cfg, write=rank == 0)
     if plain["probe"]["kind"] not in OPINION_PROBES:
         raise UserError(
             f"train.py trains against an opinion probe, not {plain['probe']['kind']!r}; use "
             "probe=opinion_label (the embedded model) or probe=opinion."
         )
-    name = run_name(plain)
-    started = time.time()
     seed = int(plain["seed"])
+    name = f"{run_name(plain)}_seed{seed}"
+    started = time.time()
     method = plain["probe"].get("calibration", "balanced")
     L.seed_everything(seed, workers=True)
-    logger = make_logger(plain.get("logger"), run_dir, name, plain.get("group"))
+    logger = make_logger(plain.get("logger"), run_dir, name, run_group(plain))
+    status = "failed"
     try:
+        checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
+        trainer = instantiate(
+            OmegaConf.create(plain["trainer"]),
+            logger=logger if logger is not None else False,
+            callbacks=[checkpoints],
+            default_root_dir=str(run_dir),
+            use_distributed_sampler=False,  # BalancedSampler shards its batches across ranks itself
+        )
+        refuse_local_ddp_in_multirun(trainer)
         lm = models.load_model(plain["model"])
         render = renderer(lm.tokenizer, bool(plain["model"].get("chat_template", lm.chat)))
-        before_records, before = measure(plain, lm, method)
-        log.info("before: %s", _brief(before))
+        if rank == 0:  # data-parallel workers only train; rank 0 measures and writes
+            before_records, before = measure(plain, lm, method)
+            log.info("before: %s", _brief(before))
 
         train_items, kept = build_train_items(plain, lm, render)
         log.info("training items: %d, cells %s", len(train_items), cell_counts(train_items))
@@ -156,14 +175,10 @@ def train(cfg: DictConfig) -> float:
         )
         tuned = adapters.add_adapter(lm, plain["mitigation"], seed)
         module = AdapterModule(tuned, plain, probe_monitor(plain, tuned, method))
-        checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
-        trainer = instantiate(
-            OmegaConf.create(plain["trainer"]),
-            logger=logger if logger is not None else False,
-            callbacks=[checkpoints],
-            default_root_dir=str(run_dir),
-        )
         trainer.fit(module, datamodule=datamodule, ckpt_path=plain.get("ckpt_path"))
+        if not trainer.is_global_zero:
+            status = "success"
+            return float("nan")
         adapter_dir = adapters.save_adapter(tuned, run_dir / "adapter")
 
         after_records, after = measure(plain, tuned, method)
@@ -194,12 +209,30 @@ def train(cfg: DictConfig) -> float:
             logger.log_metrics(
                 flatten_metrics({k: metrics[k] for k in ("before", "after", "delta")})
             )
+            log_examples(logger, [{"stage": "after", **r} for r in after_records])
         rows = table({"before": before, "after": after, "delta": delta})
         print(f"\n{name}  ({len(after_records)} prompts, {metrics['wall_time_s']:.0f} s)\n{rows}\n")
         print(f"wrote {run_dir / 'metrics.json'}; adapter in {adapter_dir}")
+        status = "success"
         return float(after["alignment_wrong_filtered"])
     finally:
-        finish(logger)
+        finish(logger, status)
+
+
+def refuse_local_ddp_in_multirun(trainer) -> None:
+    """Stop a sweep job whose strategy would start its own worker processes: Lightning relaunches them
+    with this process's command line, which in a multirun is the whole sweep again."""
+    launcher = getattr(trainer.strategy, "launcher", None)
+    environment = getattr(trainer.strategy, "cluster_environment", None)
+    external = environment is not None and environment.creates_processes_externally
+    if in_multirun() and launcher is not None and not external and trainer.world_size > 1:
+        raise UserError(
+            f"trainer={trainer.strategy.strategy_name!r} with {trainer.world_size} processes cannot "
+            "run inside a local multirun (-m): each worker would start the whole sweep again. Run "
+            "data-parallel jobs one at a time without -m, or sweep on SLURM with "
+            "hydra/launcher=submitit_slurm and hydra.launcher.tasks_per_node set to the number of "
+            "devices (SLURM starts the processes)."
+        )
 
 
 def _brief(metrics: dict) -> str:
