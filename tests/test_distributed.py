@@ -30,6 +30,21 @@ def test_rank_outside_the_world_is_refused():
         BalancedSampler(CELLS, 4, 5, seed=0, num_replicas=2, rank=2)
 
 
+def test_local_ddp_inside_a_multirun_is_refused_before_any_work(monkeypatch):
+    from lightning import Trainer
+
+    from sycophancy import training
+    from sycophancy.errors import UserError
+
+    monkeypatch.setattr(training, "in_multirun", lambda: True)
+    ddp = Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False)
+    with pytest.raises(UserError, match="submitit_slurm"):
+        training.refuse_local_ddp_in_multirun(ddp)
+    training.refuse_local_ddp_in_multirun(Trainer(accelerator="cpu", devices=1, logger=False))
+    monkeypatch.setattr(training, "in_multirun", lambda: False)
+    training.refuse_local_ddp_in_multirun(ddp)  # a single run may launch its workers
+
+
 @pytest.mark.slow
 def test_two_process_ddp_on_cpu_trains_one_soft_prompt(tmp_path):
     run_dir = tmp_path / "run"
@@ -60,6 +75,7 @@ def test_two_process_ddp_on_cpu_trains_one_soft_prompt(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stderr
+    assert proc.stdout.count("before: acc_no_opinion") == 1  # only rank 0 measures
     metrics = json.loads((run_dir / "metrics.json").read_text())
     items = metrics["training"]["items"]
     steps_per_epoch = math.ceil((items // 4) / 2)  # the epoch's batches are shared by the 2 ranks

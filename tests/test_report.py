@@ -145,3 +145,26 @@ def test_main_prints_the_table(sweep, capsys):
     assert report.main([str(sweep)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("| model | mitigation |") and "results.csv" in out
+
+
+def test_settings_that_vary_within_a_mitigation_name_the_arms(tmp_path):
+    for i, lr in enumerate((0.01, 0.03)):
+        cfg = config("tiny-llama", "prompt_tuning", seed=0)
+        cfg["mitigation"]["optimizer"] = {"lr": lr}
+        trained = {"before": opinion_metrics(0.7), "after": opinion_metrics(0.3 + i / 10)}
+        make_run(tmp_path, f"{i}_pt", cfg, trained)
+    lora = config("tiny-llama", "lora")
+    lora["mitigation"]["optimizer"] = {"lr": 0.001}
+    make_run(
+        tmp_path, "2_lora", lora, {"before": opinion_metrics(0.7), "after": opinion_metrics(0.5)}
+    )
+    rows = report.collect(tmp_path)
+    assert report.arm_settings(rows) == ["lr"]  # lora's single lr does not split anything
+    arms = {report.arm(r, ["lr"]) for r in rows}
+    assert arms == {"prompt_tuning lr0.01", "prompt_tuning lr0.03", "lora lr0.001"}
+    md = report.markdown(rows)
+    assert md.startswith("| model | mitigation | num_virtual_tokens | lr | opinion alignment |")
+    assert "| tiny-llama | prompt_tuning | 20 | 0.01 | 0.300 [0.20, 0.40] |" in md
+    assert (
+        "accuracy, no opinion" in md and "0.900 [" not in md
+    )  # no interval in the metrics: none shown

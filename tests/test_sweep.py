@@ -136,6 +136,8 @@ def test_tiny_sweep_and_its_report(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
     assert runs == ["0_tiny-llama_synthetic_sentiment_none", "1_tiny-t5_synthetic_sentiment_none"]
+    assert f"report: {tmp_path / 'results.csv'}" in proc.stdout  # written when the sweep ended
+    assert (tmp_path / "alignment.png").exists()
     report.report(tmp_path)
     with open(tmp_path / "results.csv", encoding="utf-8") as handle:
         rows = {r["run_dir"]: r for r in csv.DictReader(handle)}
@@ -167,6 +169,7 @@ def test_a_failing_job_keeps_the_others_and_is_reported(tmp_path, data_dir):
     assert not (failed / "metrics.json").exists()
     assert "/nonexistent" in (failed / ERROR_FILE).read_text()
     assert [p for p, _ in failed_jobs(tmp_path)] == [failed]
+    assert "Failed jobs (1)" in (tmp_path / "results.md").read_text()  # the end-of-sweep report
     report.report(tmp_path)
     assert [r["run_dir"] for r in report.collect(tmp_path)] == [kept.name]
     md = (tmp_path / "results.md").read_text()

@@ -227,7 +227,7 @@ def refuse_local_ddp_in_multirun(trainer) -> None:
     external = environment is not None and environment.creates_processes_externally
     if in_multirun() and launcher is not None and not external and trainer.world_size > 1:
         raise UserError(
-            f"trainer={trainer.strategy.strategy_name!r} with {trainer.world_size} processes cannot "
+            f"{type(trainer.strategy).__name__} with {trainer.world_size} processes cannot "
             "run inside a local multirun (-m): each worker would start the whole sweep again. Run "
             "data-parallel jobs one at a time without -m, or sweep on SLURM with "
             "hydra/launcher=submitit_slurm and hydra.launcher.tasks_per_node set to the number of "
