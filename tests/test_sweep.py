@@ -4,6 +4,7 @@ import csv
 import itertools
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +117,28 @@ def test_cli_in_a_multirun_records_any_failure_and_returns_nan(tmp_path, monkeyp
     text = (job_dir / ERROR_FILE).read_text()
     assert text.startswith("Traceback") and "RuntimeError: bug in job 3" in text
     assert failed_jobs(tmp_path) == [(job_dir, "RuntimeError: bug in job 3")]
+
+
+def test_a_multirun_job_leaves_the_environment_as_it_found_it(tmp_path, monkeypatch):
+    from sycophancy import runs
+
+    monkeypatch.setattr(runs, "in_multirun", lambda: True)
+    monkeypatch.setattr(runs, "hydra_output_dir", lambda: tmp_path)
+    monkeypatch.setenv("SYCOPHANCY_TEST_KEEP", "1")
+
+    @cli
+    def job():
+        import lightning as L
+
+        L.seed_everything(7)  # sets PL_GLOBAL_SEED
+        os.environ["SYCOPHANCY_TEST_KEEP"] = "changed"
+        del os.environ["SYCOPHANCY_TEST_KEEP"]
+        os.environ["SYCOPHANCY_TEST_NEW"] = "x"
+        return 0.5
+
+    before = dict(os.environ)
+    assert job() == 0.5
+    assert dict(os.environ) == before and "PL_GLOBAL_SEED" not in os.environ
 
 
 def multirun(script: str, sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+import os
 import sys
 import time
 import traceback
@@ -102,6 +103,13 @@ def record_failure(exc: BaseException, job_dir: Path) -> Path:
     return write_text(job_dir / ERROR_FILE, text)
 
 
+def _restore_environment(saved: dict[str, str]) -> None:
+    """Undo a job's changes to os.environ so the next job of the sweep starts from the same one."""
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    os.environ.update(saved)
+
+
 def _release_memory() -> None:
     """Free what a finished job left behind (cyclic garbage, cached CUDA blocks) before the next."""
     gc.collect()
@@ -120,6 +128,7 @@ def cli(main):
     @functools.wraps(main)
     def wrapped(*args, **kwargs):
         multirun = in_multirun()
+        environment = dict(os.environ)  # restored after a multirun job (e.g. PL_GLOBAL_SEED)
         try:
             return main(*args, **kwargs)
         except UserError as exc:
@@ -133,6 +142,7 @@ def cli(main):
             raise
         finally:
             if multirun:
+                _restore_environment(environment)
                 _release_memory()
 
     return wrapped

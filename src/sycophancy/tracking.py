@@ -140,7 +140,6 @@ def log_report(cfg: dict | None, root: Path, group: str | None, written: dict[st
             name=f"{group or root.name}-report",
             dir=str(root),
             mode=wandb_mode(cfg.get("mode")),
-            reinit="finish_previous",
         )
         payload = {"results": wandb.Table(columns=rows[0], data=rows[1:])}
         payload.update(
