@@ -183,7 +183,7 @@ def markdown(rows: list[dict], failed: list[dict] | None = None) -> str:
     extra = [
         k
         for k in ("dataset", "probe", "train_datasets", "num_virtual_tokens", "lr", "seed")
-        if _varying([r for r in rows if r.get("stage") != "before"], k)
+        if _varying([r for r in rows if r.get("stage") != "before" and r.get(k) is not None], k)
     ]
     heads = ["model", "mitigation", *extra, *(LABELS[m] for m in metrics), "n"]
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
