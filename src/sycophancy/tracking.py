@@ -43,10 +43,8 @@ def make_logger(cfg: dict, run_dir: Path, run_name: str, group: str | None = Non
 
         return CSVLogger(save_dir=str(run_dir), name="csv", version="")
     if kind == "wandb":
-        mode = wandb_mode(cfg.get("mode"))
-        for attempt in dict.fromkeys(
-            (mode, "offline")
-        ):  # a run never fails because W&B is unreachable
+        # a run never fails because W&B is unreachable: the configured mode, then offline
+        for attempt in dict.fromkeys((wandb_mode(cfg.get("mode")), "offline")):
             try:
                 return wandb_logger(cfg, run_dir, run_name, group, attempt)
             except Exception as exc:
@@ -56,6 +54,14 @@ def make_logger(cfg: dict, run_dir: Path, run_name: str, group: str | None = Non
     raise ValueError(f"unknown logger kind {kind!r}")
 
 
+def wandb_project(cfg: dict) -> dict:
+    """The W&B project and entity of a logger config (WANDB_ENTITY wins)."""
+    return {
+        "project": cfg.get("project", "sycophancy"),
+        "entity": os.environ.get("WANDB_ENTITY") or cfg.get("entity"),
+    }
+
+
 def wandb_logger(cfg: dict, run_dir: Path, run_name: str, group: str | None, mode: str):
     """Lightning's W&B logger with its run started now, so an unreachable server shows up here and
     not in the middle of the job (offline runs: `wandb sync <run_dir>/wandb/offline-run-*`)."""
@@ -63,8 +69,7 @@ def wandb_logger(cfg: dict, run_dir: Path, run_name: str, group: str | None, mod
     from lightning.pytorch.loggers import WandbLogger
 
     logger = WandbLogger(
-        project=cfg.get("project", "sycophancy"),
-        entity=os.environ.get("WANDB_ENTITY") or cfg.get("entity"),
+        **wandb_project(cfg),
         name=run_name,
         group=group,
         save_dir=str(run_dir),
@@ -133,8 +138,7 @@ def log_report(cfg: dict | None, root: Path, group: str | None, written: dict[st
         with open(written["csv"], encoding="utf-8") as handle:
             rows = list(csv.reader(handle))
         run = wandb.init(
-            project=cfg.get("project", "sycophancy"),
-            entity=os.environ.get("WANDB_ENTITY") or cfg.get("entity"),
+            **wandb_project(cfg),
             group=group,
             job_type="report",
             name=f"{group or root.name}-report",
