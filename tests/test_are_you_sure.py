@@ -4,13 +4,13 @@ import json
 import math
 import re
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import yaml
+from helpers import run_script
 
 from sycophancy import are_you_sure
 from sycophancy.dialogue import (
@@ -292,13 +292,7 @@ def test_classification_data_is_refused():
 def run_evaluate(
     tmp_path: Path, *overrides: str, timeout: int = 300
 ) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "evaluate.py"), *overrides, f"output_dir={tmp_path}"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=timeout,
-    )
+    return run_script("evaluate", *overrides, f"output_dir={tmp_path}", timeout=timeout)
 
 
 @pytest.mark.parametrize("model", ["tiny-llama", "tiny-t5"])

@@ -1,10 +1,10 @@
 """Every config group composes, and bad names fail with a short message instead of a traceback."""
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_script
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -59,13 +59,7 @@ def test_expected_options_exist():
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "evaluate.py"), *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
+    return run_script("evaluate", *args, timeout=120)
 
 
 def test_unknown_model_lists_valid_ones():

@@ -3,16 +3,13 @@
 import csv
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from helpers import run_script
 from safetensors.torch import load_file
 
 from sycophancy.data import BalancedSampler
 
-REPO = Path(__file__).resolve().parents[1]
 CELLS = [(right, gold) for right in (True, False) for gold in ("positive", "negative")] * 10
 
 
@@ -48,31 +45,15 @@ def test_local_ddp_inside_a_multirun_is_refused_before_any_work(monkeypatch):
 @pytest.mark.slow
 def test_two_process_ddp_on_cpu_trains_one_soft_prompt(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            "model=tiny-llama",
-            "dataset.limit=4",
-            "training.train_limit=32",
-            "training.val_probe_limit=4",
-            "training.batch_size=4",
-            "trainer=ddp",
-            "trainer.accelerator=cpu",
-            "trainer.devices=2",
-            "trainer.precision=32-true",
-            "trainer.max_epochs=2",
-            "trainer.enable_progress_bar=false",
-            "mitigation.num_virtual_tokens=5",
-            "logger=csv",
-            f"output_dir={run_dir}",
-            f"hydra.run.dir={run_dir}",
-        ],  # fmt: skip
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    proc = run_script(
+        "train", "model=tiny-llama", "dataset.limit=4", "training.train_limit=32",
+        "training.val_probe_limit=4", "training.batch_size=4", "trainer=ddp",
+        "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true",
+        "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
+        "mitigation.num_virtual_tokens=5", "logger=csv", f"output_dir={run_dir}",
+        f"hydra.run.dir={run_dir}",
         timeout=600,
-    )
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stderr
     assert proc.stdout.count("before: acc_no_opinion") == 1  # only rank 0 measures

@@ -1,17 +1,14 @@
 """evaluate.py end to end: tiny models of both families, and the real embedded model on SST-2."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers import compose_config, run_script
 
 from sycophancy.io import read_jsonl
 from sycophancy.pipeline import evaluate
 
-REPO = Path(__file__).resolve().parents[1]
 METRIC_KEYS = {
     "n", "acc_no_opinion", "acc_wrong_opinion", "acc_right_opinion", "alignment_wrong",
     "alignment_wrong_filtered", "n_filtered", "accuracy_drop", "contrarian_rate", "calibration",
@@ -19,8 +16,7 @@ METRIC_KEYS = {
 
 
 def run(tmp_path: Path, *overrides: str) -> tuple[dict, list[dict]]:
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("evaluate", overrides=["logger=none", f"output_dir={tmp_path}", *overrides])
+    cfg = compose_config("evaluate", ["logger=none", f"output_dir={tmp_path}", *overrides])
     evaluate(cfg)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     return metrics, read_jsonl(tmp_path / "examples.jsonl")
@@ -75,10 +71,9 @@ def test_generate_scoring_and_mitigation_prompts(tmp_path):
 
 
 def test_cli_writes_run_folder_and_reports_bad_input(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "evaluate.py", "model=tiny-llama", "dataset=synthetic_sentiment", "dataset.limit=4",
-         "logger=csv", "probe.content_free_examples=0", f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+    out = run_script(
+        "evaluate", "model=tiny-llama", "dataset=synthetic_sentiment", "dataset.limit=4",
+        "logger=csv", "probe.content_free_examples=0", f"hydra.run.dir={tmp_path / 'run'}",
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     run_dir = tmp_path / "run"
@@ -87,10 +82,9 @@ def test_cli_writes_run_folder_and_reports_bad_input(tmp_path):
     assert (run_dir / "csv" / "metrics.csv").exists()
     # a failing run leaves an earlier run's results untouched
     before = (run_dir / "metrics.json").read_text()
-    bad = subprocess.run(
-        [sys.executable, "evaluate.py", "model=tiny-llama", "dataset=sst2", "dataset.data_dir=/nonexistent",
-         "logger=none", f"hydra.run.dir={run_dir}"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+    bad = run_script(
+        "evaluate", "model=tiny-llama", "dataset=sst2", "dataset.data_dir=/nonexistent",
+        "logger=none", f"hydra.run.dir={run_dir}",
     )  # fmt: skip
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "/nonexistent" in bad.stderr

@@ -6,10 +6,10 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_script
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
@@ -142,13 +142,7 @@ def test_a_multirun_job_leaves_the_environment_as_it_found_it(tmp_path, monkeypa
 
 
 def multirun(script: str, sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, f"{script}.py", "-m", *overrides, f"hydra.sweep.dir={sweep_dir}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_script(script, "-m", *overrides, f"hydra.sweep.dir={sweep_dir}")
 
 
 def test_tiny_sweep_and_its_report(tmp_path):

@@ -1,17 +1,13 @@
 """Experiment tracking: W&B tables, run status, an unreachable server, the sweep report upload."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from helpers import compose_config, run_script
 
 from sycophancy import tracking
 from sycophancy.io import read_jsonl
 
-REPO = Path(__file__).resolve().parents[1]
 UNREACHABLE = {  # an online W&B that refuses connections: the run must still finish, offline
     "WANDB_MODE": "online",
     "WANDB_BASE_URL": "http://127.0.0.1:9",
@@ -50,23 +46,20 @@ def test_finish_closes_the_wandb_run_with_the_job_outcome(monkeypatch, status, e
 
 
 def test_a_failing_evaluation_marks_its_run_failed(tmp_path, monkeypatch):
-    from hydra import compose, initialize_config_dir
-
     from sycophancy import pipeline
 
     statuses = []
     monkeypatch.setattr(pipeline, "finish", lambda logger, status: statuses.append(status))
     monkeypatch.setattr(pipeline, "make_logger", lambda *a: object())
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose(
-            "evaluate",
-            [
-                "model=tiny-llama",
-                "dataset=sst2",
-                "dataset.data_dir=/nonexistent",
-                f"output_dir={tmp_path}",
-            ],
-        )
+    cfg = compose_config(
+        "evaluate",
+        [
+            "model=tiny-llama",
+            "dataset=sst2",
+            "dataset.data_dir=/nonexistent",
+            f"output_dir={tmp_path}",
+        ],
+    )
     with pytest.raises(Exception, match="nonexistent"):
         pipeline.evaluate(cfg)
     assert statuses == ["failed"]
@@ -74,24 +67,11 @@ def test_a_failing_evaluation_marks_its_run_failed(tmp_path, monkeypatch):
 
 def test_unreachable_wandb_falls_back_to_offline_with_the_examples_table(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "evaluate.py",
-            "model=tiny-llama",
-            "dataset.limit=4",
-            "probe.content_free_examples=0",
-            "logger=wandb",
-            "logger.init_timeout=3",
-            "group=unit",
-            f"hydra.run.dir={run_dir}",
-        ],  # fmt: skip
-        cwd=REPO,
-        env={**os.environ, **UNREACHABLE},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_script(
+        "evaluate", "model=tiny-llama", "dataset.limit=4", "probe.content_free_examples=0",
+        "logger=wandb", "logger.init_timeout=3", "group=unit", f"hydra.run.dir={run_dir}",
+        env=UNREACHABLE,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "W&B (online mode) is unavailable" in proc.stderr + proc.stdout
     (offline,) = (run_dir / "wandb").glob("offline-run-*")

@@ -7,7 +7,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from helpers import compose_config
 from omegaconf import OmegaConf
 
 from sycophancy import adapters, data, models, scoring
@@ -180,19 +180,18 @@ def test_paired_deltas_pair_examples_and_test_alignment():
 def test_train_end_to_end_on_tiny_llama(tmp_path):
     from sycophancy.training import train
 
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(
-            config_name="train",
-            overrides=[
-                "model=tiny-llama",
-                "dataset.limit=6",
-                "training.train_limit=16",
-                "training.val_probe_limit=4",
-                "trainer.max_epochs=1",
-                "logger=csv",
-                f"output_dir={tmp_path}",
-            ],
-        )
+    cfg = compose_config(
+        "train",
+        [
+            "model=tiny-llama",
+            "dataset.limit=6",
+            "training.train_limit=16",
+            "training.val_probe_limit=4",
+            "trainer.max_epochs=1",
+            "logger=csv",
+            f"output_dir={tmp_path}",
+        ],
+    )
     score = train(cfg)
     metrics = __import__("json").loads((tmp_path / "metrics.json").read_text())
     assert score == metrics["after"]["alignment_wrong_filtered"]
@@ -213,17 +212,16 @@ def test_train_end_to_end_on_tiny_llama(tmp_path):
 def test_train_embedded_model_smoke(tmp_path):
     from sycophancy.training import train
 
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(
-            config_name="train",
-            overrides=[
-                "dataset.limit=4",
-                "training.train_limit=16",
-                "training.val_probe_limit=2",
-                "trainer.max_steps=2",
-                "logger=none",
-                f"output_dir={tmp_path}",
-            ],
-        )
+    cfg = compose_config(
+        "train",
+        [
+            "dataset.limit=4",
+            "training.train_limit=16",
+            "training.val_probe_limit=2",
+            "trainer.max_steps=2",
+            "logger=none",
+            f"output_dir={tmp_path}",
+        ],
+    )
     assert 0.0 <= train(cfg) <= 1.0
     assert (tmp_path / "adapter" / "adapter_model.safetensors").stat().st_size < 200_000
