@@ -131,6 +131,40 @@ def test_colliding_options_do_not_depend_on_padding_or_batching(lm):
     assert np.allclose(batched, expected, atol=1e-5)
 
 
+def test_options_with_distinct_first_tokens_keep_the_one_pass_scores_exactly(lm):
+    options = ["positive", "negative", "maybe"]  # p, n, m: one token each tells them apart
+    context = data.encode(lm, SHORT, "x")[0]
+    firsts = [data.encode(lm, SHORT, o)[1][0] for o in options]
+    ids, mask = torch.tensor([context]), torch.ones(1, len(context), dtype=torch.long)
+    with torch.inference_mode():
+        if lm.family == "seq2seq":
+            start = torch.tensor([[lm.model.config.decoder_start_token_id]])
+            logits = lm.model(input_ids=ids, attention_mask=mask, decoder_input_ids=start).logits
+        else:
+            positions = torch.arange(len(context))[None]
+            logits = lm.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1
+            ).logits
+    expected = torch.log_softmax(logits[:, -1].float(), -1)[:, firsts].numpy()
+    assert np.array_equal(score_options(lm, [SHORT], options), expected)  # bit for bit
+
+
+@pytest.mark.parametrize(
+    ("options", "rows"),
+    [(["yes", "no", "maybe"], 3), (COLLIDING[0][0], 3), (COLLIDING[1][0], 6)],
+)
+def test_one_row_per_prompt_unless_branches_need_their_own(lm, options, rows):
+    seen = []
+    hook = lm.model.register_forward_pre_hook(
+        lambda _m, _a, kw: seen.append(len(kw["input_ids"])), with_kwargs=True
+    )
+    try:
+        score_options(lm, [SHORT, LONG, "ok"], options, batch_size=16)
+    finally:
+        hook.remove()
+    assert seen == [rows]  # one forward pass; a shared branch ("ne") costs no extra row
+
+
 def test_per_prompt_option_lists(lm):
     scores = score_options(lm, [SHORT, LONG], [["yes", "no"], ["no", "yes"]])
     assert np.allclose(scores[1], score_options(lm, [LONG], ["no", "yes"])[0], atol=1e-5)
