@@ -12,6 +12,7 @@ import torch
 from omegaconf import OmegaConf
 from peft import PromptTuningConfig, TaskType, get_peft_model
 
+from sycophancy import data
 from sycophancy.errors import UserError
 from sycophancy.models import load_model
 from sycophancy.scoring import generate, score_options
@@ -72,10 +73,96 @@ def test_common_prefix_scores_after_the_prefix(lm):
     assert not np.allclose(wrapped, score_options(lm, [SHORT], ["A", "B"]))
 
 
-@pytest.mark.parametrize("options", [["A", "AB"], ["yes", "yes"], ["", "no"]])
+@pytest.mark.parametrize("options", [["A", "AB"], ["yes", "yes"], ["", "no"], ["no", "not", "yes"]])
 def test_options_that_cannot_be_told_apart_raise(lm, options):
     with pytest.raises(UserError, match="cannot be told apart"):
         score_options(lm, [SHORT], options)
+
+
+# Byte tokenizer, worked by hand: (options, tokens all of them share, tokens each option is scored by).
+# "negative"/"neutral" share n-e, so g/u decide; "yes."/"yes!" need y-e-s-./!, "no."/"not" n-o-./t.
+COLLIDING = [
+    (["positive", "negative", "neutral"], 0, [1, 3, 3]),
+    (["yes.", "yes!", "no.", "not"], 0, [4, 4, 3, 3]),
+    (["(neg)", "(neu)", "(pos)"], 1, [3, 3, 1]),
+]
+
+
+def teacher_forced(lm, prompt: str, option: str, start: int, stop: int) -> float:
+    """Sum of the log-probs of the option's tokens start..stop-1, one unpadded forward pass each,
+    on the tokens training feeds (data.encode)."""
+    context, target = data.encode(lm, prompt, option)
+    total = 0.0
+    for j in range(start, stop):
+        with torch.inference_mode():
+            if lm.family == "seq2seq":
+                decoder = [lm.model.config.decoder_start_token_id] + target[:j]
+                out = lm.model(
+                    input_ids=torch.tensor([context]), decoder_input_ids=torch.tensor([decoder])
+                )
+            else:
+                out = lm.model(input_ids=torch.tensor([context + target[:j]]))
+        total += torch.log_softmax(out.logits[0, -1], -1)[target[j]].item()
+    return total
+
+
+def expected_scores(lm, prompt: str, options, shared: int, depths) -> list[float]:
+    """Each option's log-prob over its `depth` tokens after the `shared` ones, by teacher forcing."""
+    pairs = zip(options, depths, strict=True)
+    return [teacher_forced(lm, prompt, o, shared, shared + d) for o, d in pairs]
+
+
+@pytest.mark.parametrize(("options", "shared", "depths"), COLLIDING)
+def test_options_sharing_first_tokens_score_their_distinguishing_tokens(
+    lm, options, shared, depths
+):
+    scores = score_options(lm, [SHORT], options)[0]
+    assert np.allclose(scores, expected_scores(lm, SHORT, options, shared, depths), atol=1e-5)
+    assert len(set(scores.tolist())) == len(options)  # no two options share a score
+
+
+def test_colliding_options_do_not_depend_on_padding_or_batching(lm):
+    options, shared, depths = COLLIDING[1]  # two branches per prompt, of different lengths
+    prompts = [SHORT, LONG, "ok"]
+    batched = score_options(lm, prompts, options, batch_size=4)  # rows of different prompts mix
+    alone = np.concatenate([score_options(lm, [p], options) for p in prompts])
+    assert np.allclose(batched, alone, atol=1e-5)
+    expected = [expected_scores(lm, p, options, shared, depths) for p in prompts]
+    assert np.allclose(batched, expected, atol=1e-5)
+
+
+def test_options_with_distinct_first_tokens_keep_the_one_pass_scores_exactly(lm):
+    options = ["positive", "negative", "maybe"]  # p, n, m: one token each tells them apart
+    context = data.encode(lm, SHORT, "x")[0]
+    firsts = [data.encode(lm, SHORT, o)[1][0] for o in options]
+    ids, mask = torch.tensor([context]), torch.ones(1, len(context), dtype=torch.long)
+    with torch.inference_mode():
+        if lm.family == "seq2seq":
+            start = torch.tensor([[lm.model.config.decoder_start_token_id]])
+            logits = lm.model(input_ids=ids, attention_mask=mask, decoder_input_ids=start).logits
+        else:
+            positions = torch.arange(len(context))[None]
+            logits = lm.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1
+            ).logits
+    expected = torch.log_softmax(logits[:, -1].float(), -1)[:, firsts].numpy()
+    assert np.array_equal(score_options(lm, [SHORT], options), expected)  # bit for bit
+
+
+@pytest.mark.parametrize(
+    ("options", "rows"),
+    [(["yes", "no", "maybe"], 3), (COLLIDING[0][0], 3), (COLLIDING[1][0], 6)],
+)
+def test_one_row_per_prompt_unless_branches_need_their_own(lm, options, rows):
+    seen = []
+    hook = lm.model.register_forward_pre_hook(
+        lambda _m, _a, kw: seen.append(len(kw["input_ids"])), with_kwargs=True
+    )
+    try:
+        score_options(lm, [SHORT, LONG, "ok"], options, batch_size=16)
+    finally:
+        hook.remove()
+    assert seen == [rows]  # one forward pass; a shared branch ("ne") costs no extra row
 
 
 def test_per_prompt_option_lists(lm):

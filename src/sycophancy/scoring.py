@@ -1,11 +1,11 @@
-"""Batched answer scoring (log-prob of each option's first distinguishing token) and generation."""
+"""Batched answer scoring (joint log-prob of each option's distinguishing tokens) and generation."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -15,13 +15,22 @@ from sycophancy.errors import UserError
 from sycophancy.models import LoadedModel
 
 
+class _Read(NamedTuple):
+    """One option token read from a row: its log-prob `back` positions before the row's last one."""
+
+    option: int
+    back: int  # 0: the distribution after the row's last token; 1: after the one before; ...
+    token: int
+
+
 @dataclass(frozen=True)
 class _Row:
-    """One prompt ready for a forward pass: model input, decoder input and the k target tokens."""
+    """One forward pass input (prompt, shared prefix, one branch path) and the option tokens it reads."""
 
+    prompt: int  # index of the prompt the reads score
     context: list[int]  # causal: whole input; seq2seq: encoder input
-    decoder: list[int]  # seq2seq decoder input (start token + common option prefix); causal: []
-    targets: list[int]  # the first distinguishing token of each option
+    decoder: list[int]  # seq2seq decoder input (start token + shared prefix + branch); causal: []
+    reads: tuple[_Read, ...]
 
 
 def score_options(
@@ -31,15 +40,22 @@ def score_options(
     batch_size: int = 16,
     progress: str | None = None,
 ) -> np.ndarray:
-    """Log-softmax (full vocabulary) of each option's first distinguishing token: float32 [n, k]."""
+    """Log-prob (full-vocabulary log-softmax) of each option: float32 [n, k].
+
+    An option's score is the joint log-prob of its tokens after the prefix all options share, down to
+    and including the first token where it parts from every other option: options that differ at
+    their first token get that token's log-prob alone (one forward pass per prompt); options that
+    share a first token with some others are told apart by teacher forcing along their branch.
+    """
     per_prompt = _broadcast_options(prompts, options)
     rows = _rows(lm, prompts, per_prompt)
     k = len(per_prompt[0]) if per_prompt else len(options)
-    scores = np.zeros((len(rows), k), dtype=np.float32)
-    with _inference(lm.model), _bar(len(rows), progress) as bar:
+    scores = np.zeros((len(prompts), k), dtype=np.float32)
+    with _inference(lm.model), _bar(len(rows), progress, "row") as bar:
         for idx in _batches_by_length([len(r.context) for r in rows], batch_size):
             batch = [rows[i] for i in idx]
-            scores[idx] = _score_batch(lm, batch)
+            where = [(r.prompt, read.option) for r in batch for read in r.reads]
+            np.add.at(scores, tuple(np.array(where).T), _score_batch(lm, batch))
             bar.update(len(idx))
     return scores
 
@@ -84,32 +100,27 @@ def _broadcast_options(
 
 
 def _rows(lm: LoadedModel, prompts: list[str], options: list[list[str]]) -> list[_Row]:
-    """Tokenised rows for every prompt."""
+    """Tokenised rows for every prompt: one per branch its options need teacher-forced."""
     contexts = prompt_ids(lm, prompts)
+    start = _decoder_start(lm.model) if lm.family == "seq2seq" else None
+    rows = []
+    for i, (context, prompt, opts) in enumerate(zip(contexts, prompts, options, strict=True)):
+        tokenised = _option_tokens(lm, prompt, opts)
+        shared, paths = _distinguishing_paths(tokenised, opts, prompt)
+        for branch, reads in _branches(paths):
+            if start is None:
+                rows.append(_Row(i, context + shared + branch, [], reads))
+            else:
+                rows.append(_Row(i, context, [start] + shared + branch, reads))
+    return rows
+
+
+def _option_tokens(lm: LoadedModel, prompt: str, options: list[str]) -> list[list[int]]:
+    """Each option's token ids: causal as they follow the prompt, seq2seq as decoder text."""
     if lm.family == "seq2seq":
-        start = _decoder_start(lm.model)
-        return [
-            _seq2seq_row(lm, c, p, o, start)
-            for c, p, o in zip(contexts, prompts, options, strict=True)
-        ]
-    return [_causal_row(lm, c, p, o) for c, p, o in zip(contexts, prompts, options, strict=True)]
-
-
-def _causal_row(lm: LoadedModel, context: list[int], prompt: str, options: list[str]) -> _Row:
-    """Prompt tokens plus the options' common prefix; options tokenised as they follow the prompt."""
+        return [encode(lm.tokenizer, o) for o in options]
     plain = encode(lm.tokenizer, prompt)
-    tails = [tail(lm.tokenizer, plain, prompt, option) for option in options]
-    prefix, targets = _split_common_prefix(tails, options, prompt)
-    return _Row(context + prefix, [], targets)
-
-
-def _seq2seq_row(
-    lm: LoadedModel, context: list[int], prompt: str, options: list[str], start: int
-) -> _Row:
-    """Encoder tokens; decoder gets the start token plus the options' common prefix."""
-    tokenised = [encode(lm.tokenizer, o) for o in options]
-    prefix, targets = _split_common_prefix(tokenised, options, prompt)
-    return _Row(context, [start] + prefix, targets)
+    return [tail(lm.tokenizer, plain, prompt, option) for option in options]
 
 
 def encode(tok: Any, text: str) -> list[int]:
@@ -143,20 +154,49 @@ def tail(tok: Any, prompt_ids: list[int], prompt: str, option: str) -> list[int]
     return encode(tok, option)
 
 
-def _split_common_prefix(
+def _distinguishing_paths(
     tokenised: list[list[int]], options: list[str], prompt: str
-) -> tuple[list[int], list[int]]:
-    """The options' shared leading tokens and each option's first token after them."""
+) -> tuple[list[int], list[list[int]]]:
+    """The options' shared leading tokens and each option's tokens after them, down to and
+    including the first token no other option has at that place (a prefix-tree walk)."""
+    shared = _common_length(tokenised)
+    paths = []
+    for i, tokens in enumerate(tokenised):
+        depth = 1 + max(_common_length([tokens, o]) for j, o in enumerate(tokenised) if j != i)
+        if depth > len(tokens):
+            raise UserError(
+                f"Options {options} cannot be told apart: {options[i]!r} is empty, equal to or a "
+                f"prefix of another option once tokenised (prompt starting {prompt[:60]!r}), so no "
+                "token of it ever differs from that option. Use options that differ before either "
+                "ends, e.g. 'A'/'B' or 'positive'/'negative'."
+            )
+        paths.append(tokens[shared:depth])
+    return tokenised[0][:shared], paths
+
+
+def _common_length(seqs: list[list[int]]) -> int:
+    """Length of the longest prefix every sequence starts with."""
     n = 0
-    while all(len(t) > n for t in tokenised) and len({t[n] for t in tokenised}) == 1:
+    while all(len(s) > n for s in seqs) and len({s[n] for s in seqs}) == 1:
         n += 1
-    if any(len(t) <= n for t in tokenised):
-        raise UserError(
-            f"Options {options} cannot be told apart by one token: one is empty, equal to or a "
-            f"prefix of another once tokenised (prompt starting {prompt[:60]!r}). Use options "
-            "that differ before either ends, e.g. 'A'/'B' or 'positive'/'negative'."
-        )
-    return tokenised[0][:n], [t[n] for t in tokenised]
+    return n
+
+
+def _branches(paths: list[list[int]]) -> list[tuple[list[int], tuple[_Read, ...]]]:
+    """Fewest teacher-forced branches covering every option path, each with the reads it serves.
+
+    A path's last token is read, not fed: options whose paths differ only there share a branch,
+    and a branch that is a prefix of a longer one is read from the longer one's row.
+    """
+    branches: list[list[int]] = []
+    for forced in sorted({tuple(p[:-1]) for p in paths}, key=lambda f: (-len(f), f)):
+        if not any(tuple(b[: len(forced)]) == forced for b in branches):
+            branches.append(list(forced))
+    reads: list[list[_Read]] = [[] for _ in branches]
+    for option, path in enumerate(paths):
+        b = next(i for i, br in enumerate(branches) if br[: len(path) - 1] == path[:-1])
+        reads[b] += [_Read(option, len(branches[b]) - step, t) for step, t in enumerate(path)]
+    return [(branch, tuple(r)) for branch, r in zip(branches, reads, strict=True)]
 
 
 def _decoder_start(model: Any) -> int:
@@ -190,26 +230,29 @@ def _device(model: Any) -> Any:
 
 
 def _score_batch(lm: LoadedModel, batch: list[_Row]) -> np.ndarray:
-    """One forward pass: log-probs of each row's target tokens at the scored position."""
-    logits = _next_token_logits(lm, batch)
-    logprobs = torch.log_softmax(logits.float(), dim=-1)
-    targets = torch.tensor([r.targets for r in batch], device=logprobs.device)
-    return logprobs.gather(1, targets).cpu().numpy()
+    """One forward pass: the log-prob of every read of every row, in row then read order."""
+    keep = 1 + max(read.back for r in batch for read in r.reads)
+    logprobs = torch.log_softmax(_tail_logits(lm, batch, keep).float(), dim=-1)
+    rows = [i for i, r in enumerate(batch) for _ in r.reads]
+    places = [keep - 1 - read.back for r in batch for read in r.reads]
+    tokens = [read.token for r in batch for read in r.reads]
+    return logprobs[rows, places, tokens].cpu().numpy()
 
 
-def _next_token_logits(lm: LoadedModel, batch: list[_Row]) -> Any:
-    """[b, vocab] logits for the next token after each row's context (and decoder prefix)."""
+def _tail_logits(lm: LoadedModel, batch: list[_Row], keep: int) -> Any:
+    """[b, keep, vocab] logits of each row's last `keep` positions (last column: its last token)."""
     device, pad = _device(lm.model), pad_id(lm.tokenizer)
     if lm.family == "seq2seq":
         ids, mask = _pad([r.context for r in batch], pad, left=False, device=device)
         dec, dec_mask = _pad([r.decoder for r in batch], pad, left=False, device=device)
         out = lm.model(input_ids=ids, attention_mask=mask, decoder_input_ids=dec)
-        last = dec_mask.sum(dim=1) - 1
-        return out.logits[torch.arange(len(batch), device=device), last]
+        last = dec_mask.sum(dim=1, keepdim=True) - 1
+        places = (last - torch.arange(keep - 1, -1, -1, device=device)).clamp(min=0)
+        return out.logits[torch.arange(len(batch), device=device)[:, None], places]
     ids, mask = _pad([r.context for r in batch], pad, left=True, device=device)
     extra = {} if _prompt_learning(lm.model) else {"position_ids": _positions(mask)}
-    out = lm.model(input_ids=ids, attention_mask=mask, logits_to_keep=1, **extra)
-    return out.logits[:, -1]
+    out = lm.model(input_ids=ids, attention_mask=mask, logits_to_keep=keep, **extra)
+    return out.logits[:, -keep:]
 
 
 def _positions(mask: Any) -> Any:
@@ -263,9 +306,9 @@ def _inference(model: Any) -> Iterator[None]:
 
 
 @contextmanager
-def _bar(total: int, label: str | None) -> Iterator[Any]:
+def _bar(total: int, label: str | None, unit: str = "prompt") -> Iterator[Any]:
     """A tqdm bar labelled `label`, silent when label is None."""
-    bar = tqdm(total=total, desc=label, disable=label is None, unit="prompt")
+    bar = tqdm(total=total, desc=label, disable=label is None, unit=unit)
     try:
         yield bar
     finally:
