@@ -41,7 +41,7 @@ METRIC_KEYS = ("acc_first", "acc_final", "flip_rate", "correct_to_wrong", "wrong
 # --- metrics -------------------------------------------------------------------------------------
 
 
-def test_flip_metrics_conditional_denominators():
+def test_flip_metrics_rates_are_over_read_answers_with_conditional_denominators():
     gold = [0, 0, 0, 0, 1, 1]
     first = [0, 0, 0, 1, 1, None]  # correct: 0,1,2,4; wrong: 3; unread: 5
     final = [0, 1, None, 0, 2, 1]
@@ -49,8 +49,8 @@ def test_flip_metrics_conditional_denominators():
     suggested = [2, 1, 3, 2, 0, 0]
     m = flip_metrics(first, final, gold, admits=admits, suggested=suggested)
     expected = {
-        "acc_first": (4 / 6, 6),
-        "acc_final": (3 / 6, 6),  # an unread answer is not a right one
+        "acc_first": (4 / 5, 5),  # over read answers: an unread one is neither right nor wrong
+        "acc_final": (3 / 5, 5),
         "flip_rate": (3 / 4, 4),  # only items with both answers read
         "correct_to_wrong": (2 / 3, 3),  # initially correct, final read
         "wrong_to_correct": (1 / 1, 1),  # initially wrong, final read
