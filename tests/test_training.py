@@ -2,6 +2,7 @@
 
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import numpy as np
@@ -225,3 +226,60 @@ def test_train_embedded_model_smoke(tmp_path):
     )
     assert 0.0 <= train(cfg) <= 1.0
     assert (tmp_path / "adapter" / "adapter_model.safetensors").stat().st_size < 200_000
+
+
+def distinct_datamodule(lm) -> SycophancyDataModule:
+    """Eight distinct prompts, two per balance cell: two batches of four per epoch."""
+    labels = ["positive", "negative"] * 4
+    items = [
+        data.TrainItem(f"Review {i}: a film.", t, (i % 4 < 2, t), str(i))
+        for i, t in enumerate(labels)
+    ]
+    return SycophancyDataModule(lm, items, items[:4], batch_size=4, batches_per_epoch=2)
+
+
+def test_a_resumed_datamodule_draws_the_batches_of_the_epoch_it_resumes_at():
+    lm = models.load_model(TINY["causal"])
+
+    def batches(current_epoch: int, epochs: int) -> list[list[list[int]]]:
+        dm = distinct_datamodule(lm)
+        dm.trainer = SimpleNamespace(current_epoch=current_epoch, world_size=1, global_rank=0)
+        sampler = dm.train_dataloader().batch_sampler
+        return [list(sampler) for _ in range(epochs)]
+
+    uninterrupted = batches(0, 3)
+    assert uninterrupted[2] != uninterrupted[0]
+    assert batches(2, 1) == [uninterrupted[2]]
+
+
+class BatchRecorder(L.Callback):
+    """The input ids of every training batch, by epoch."""
+
+    def __init__(self):
+        self.seen: dict[int, list] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.seen.setdefault(trainer.current_epoch, []).append(batch["input_ids"].tolist())
+
+
+def test_a_resumed_run_trains_on_the_batches_of_an_uninterrupted_run(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    def run(max_epochs: int, ckpt_path=None, checkpoint=None) -> dict:
+        _, tuned, module, _ = tiny_module("causal")
+        recorder = BatchRecorder()
+        fit = trainer(
+            tmp_path,
+            -1,
+            max_epochs=max_epochs,
+            callbacks=[recorder, *([checkpoint] if checkpoint else [])],
+            enable_checkpointing=checkpoint is not None,
+        )
+        fit.fit(module, datamodule=distinct_datamodule(tuned), ckpt_path=ckpt_path)
+        return recorder.seen
+
+    whole = run(2)
+    assert whole[0] != whole[1]
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True, save_top_k=0)
+    assert run(1, checkpoint=checkpoint) == {0: whole[0]}
+    assert run(2, ckpt_path=checkpoint.last_model_path) == {1: whole[1]}

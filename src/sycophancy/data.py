@@ -180,7 +180,7 @@ def balanced_batches(
 
 
 class BalancedSampler(Sampler):
-    """Yields balanced index batches; a new draw every epoch (seed + epoch).
+    """Yields balanced index batches; a new draw every epoch (seed + epoch), starting at `epoch`.
 
     Under data parallelism every rank draws the same epoch and keeps every `num_replicas`-th batch from
     its `rank`, so the ranks see disjoint batches and the same number of steps (the epoch's batch count
@@ -195,13 +195,14 @@ class BalancedSampler(Sampler):
         seed: int,
         num_replicas: int = 1,
         rank: int = 0,
+        epoch: int = 0,
     ):
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} outside 0..{num_replicas - 1}")
         self.cells, self.batch_size, self.seed = cells, batch_size, seed
         self.num_replicas, self.rank = num_replicas, rank
         self.n_batches = -(-n_batches // num_replicas) * num_replicas  # whole rounds of ranks
-        self.epoch = 0
+        self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[list[int]]:
         batches = balanced_batches(
@@ -277,7 +278,7 @@ class SycophancyDataModule(L.LightningDataModule):
         cells = [it.cell for it in self.train_items]
         replicas, rank = self.replicas()
         sampler = BalancedSampler(
-            cells, self.batch_size, self.batches_per_epoch, self.seed, replicas, rank
+            cells, self.batch_size, self.batches_per_epoch, self.seed, replicas, rank, self.epoch()
         )
         return DataLoader(self.train_rows, batch_sampler=sampler, collate_fn=self._collate)
 
@@ -287,6 +288,12 @@ class SycophancyDataModule(L.LightningDataModule):
         if trainer is None:
             return 1, 0
         return int(trainer.world_size), int(trainer.global_rank)
+
+    def epoch(self) -> int:
+        """The epoch training starts at: the trainer's, restored from a checkpoint on resume (Lightning
+        never calls set_epoch on a batch_sampler itself); 0 without a trainer."""
+        trainer = getattr(self, "trainer", None)
+        return 0 if trainer is None else int(trainer.current_epoch)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_rows, batch_size=self.batch_size, collate_fn=self._collate)
