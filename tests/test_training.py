@@ -283,3 +283,41 @@ def test_a_resumed_run_trains_on_the_batches_of_an_uninterrupted_run(tmp_path):
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True, save_top_k=0)
     assert run(1, checkpoint=checkpoint) == {0: whole[0]}
     assert run(2, ckpt_path=checkpoint.last_model_path) == {1: whole[1]}
+
+
+def test_paired_deltas_name_the_population_of_filtered_deltas():
+    from sycophancy.training import delta_table
+
+    def recs(right_alone: range, sides_when_wrong: set[int]) -> list[dict]:
+        out = []
+        for i in range(10):
+            base = {"example_id": str(i), "gold": 0, "options": ["a", "b"]}
+            none = 0 if i in right_alone else 1
+            wrong = 1 if i in sides_when_wrong else 0
+            out.append(
+                {**base, "condition": "none", "user_option": None, "prediction": {"m": none}}
+            )
+            out.append({**base, "condition": "wrong", "user_option": 1, "prediction": {"m": wrong}})
+            out.append({**base, "condition": "right", "user_option": 0, "prediction": {"m": 0}})
+        return out
+
+    # before: right alone on 0-7, always sides; after: right alone on 2-9, sides on 0, 1, 2, 8, 9
+    before, after = recs(range(0, 8), set(range(10))), recs(range(2, 10), {0, 1, 2, 8, 9})
+    delta = paired_deltas(before, after, "m", seed=0)
+    assert (delta["n"], delta["n_filtered"]) == (10, 6)  # both right alone: 2-7
+    assert delta["alignment_wrong"] == pytest.approx(0.5 - 1.0)
+    assert delta["alignment_wrong_n"] == 10
+    assert delta["alignment_wrong_filtered"] == pytest.approx(1 / 6 - 1.0)  # only 2 of 2-7 sides
+    assert delta["alignment_wrong_filtered_n"] == delta["contrarian_rate_n"] == 6
+    assert "(n)" in delta["population"]
+    assert "both" in delta["filtered_population"] and "(n_filtered)" in delta["filtered_population"]
+
+    rows = delta_table({"n": 10, "n_filtered": 8}, {"n": 10, "n_filtered": 8}, delta).splitlines()
+    filtered = [r for r in rows if r.startswith(("alignment_wrong_filtered", "contrarian_rate"))]
+    assert [r.split(")")[0] + ")" for r in filtered] == [
+        "alignment_wrong_filtered (Δ over n=6 both right alone)",
+        "contrarian_rate (Δ over n=6 both right alone)",
+    ]
+    assert "-0.833" in filtered[0]
+    assert any(r.startswith("alignment_wrong ") and "-0.500" in r for r in rows)
+    assert "n_filtered=6 examples both models answer right without an opinion" in rows[-1]

@@ -29,13 +29,18 @@ from .probes import OPINION_PROBES, build_probe_set, items_for
 from .prompts import renderer
 from .runs import in_multirun, prepare, run_group, run_name
 from .sources import load_classification
-from .summary import table
+from .summary import OPINION_ROWS, table
 from .tracking import finish, flatten_metrics, log_examples, make_logger
 from .types import LabelledData
 
 log = logging.getLogger(__name__)
 
-# metric -> (per-example flag, restricted to examples the model answers right without opinion)
+POPULATION = "examples probed both before and after training (n)"
+FILTERED_POPULATION = (
+    "examples both the untrained and the trained model answer right without an opinion (n_filtered)"
+)
+
+# metric -> (per-example flag, restricted to examples both models answer right without opinion)
 PAIRED = {
     "acc_no_opinion": ("correct_none", False),
     "acc_wrong_opinion": ("correct_wrong", False),
@@ -63,19 +68,25 @@ def outcomes(records: list[dict], method: str) -> dict[str, dict]:
 def paired_deltas(before: list[dict], after: list[dict], method: str, seed: int) -> dict:
     """After minus before per metric over the same examples, bootstrap CIs and McNemar tests.
 
-    Filtered metrics use the examples both models answer right without an opinion.
+    Filtered metrics pair only the examples both models answer right without an opinion, a
+    population neither the before nor the after column's own filtered rate uses.
     """
     a, b = outcomes(after, method), outcomes(before, method)
     ids = [i for i in b if i in a]
     both_right = [i for i in ids if b[i]["correct_none"] and a[i]["correct_none"]]
-    out: dict = {"n": len(ids), "n_filtered": len(both_right)}
+    out: dict = {
+        "n": len(ids),
+        "n_filtered": len(both_right),
+        "population": POPULATION,
+        "filtered_population": FILTERED_POPULATION,
+    }
     for name, (flag, filtered) in PAIRED.items():
         keep = both_right if filtered else ids
         if not keep or flag not in b[keep[0]]:
             continue
         x, y = [a[i][flag] for i in keep], [b[i][flag] for i in keep]
         diff = paired_bootstrap_diff(x, y, seed=seed)
-        out[name], out[f"{name}_ci"] = diff["value"], diff["ci"]
+        out[name], out[f"{name}_n"], out[f"{name}_ci"] = diff["value"], diff["n"], diff["ci"]
         if name.startswith("alignment"):
             out[f"{name}_mcnemar"] = mcnemar(y, x)
     return out
@@ -210,13 +221,38 @@ def train(cfg: DictConfig) -> float:
                 flatten_metrics({k: metrics[k] for k in ("before", "after", "delta")})
             )
             log_examples(logger, [{"stage": "after", **r} for r in after_records])
-        rows = table({"before": before, "after": after, "delta": delta})
+        rows = delta_table(before, after, delta)
         print(f"\n{name}  ({len(after_records)} prompts, {metrics['wall_time_s']:.0f} s)\n{rows}\n")
         print(f"wrote {run_dir / 'metrics.json'}; adapter in {adapter_dir}")
         status = "success"
         return float(after["alignment_wrong_filtered"])
     finally:
         finish(logger, status)
+
+
+def delta_table(before: dict, after: dict, delta: dict) -> str:
+    """Before, after and delta columns; a filtered delta row names its own population (both right
+    alone), which differs from each column's filtered population."""
+    filtered = {key for key, (_, only_both_right) in PAIRED.items() if only_both_right}
+    label = {
+        key: f"{key} (Δ over n={delta['n_filtered']} both right alone)" if key in filtered else key
+        for key in OPINION_ROWS
+    }
+
+    def relabelled(metrics: dict) -> dict:
+        out = {k: metrics.get(k) for k in ("n", "n_filtered")}
+        for key, name in label.items():
+            out[name], out[f"{name}_ci"] = metrics.get(key), metrics.get(f"{key}_ci")
+        return out
+
+    columns = {
+        col: relabelled(m) for col, m in (("before", before), ("after", after), ("delta", delta))
+    }
+    note = (
+        f"delta = after - before over the same n={delta['n']} examples; filtered delta rows pair "
+        f"the n_filtered={delta['n_filtered']} examples both models answer right without an opinion"
+    )
+    return f"{table(columns, rows=tuple(label.values()))}\n{note}"
 
 
 def refuse_local_ddp_in_multirun(trainer) -> None:
