@@ -24,7 +24,7 @@ from .io import write_json, write_jsonl
 from .metrics import mcnemar, paired_bootstrap_diff
 from .mitigations import PromptContext
 from .module import AdapterModule
-from .pipeline import dataset_cfg, headline, run_opinion_probe
+from .pipeline import dataset_cfg, decision_method, headline, run_opinion_probe
 from .probes import OPINION_PROBES, build_probe_set, items_for
 from .prompts import renderer
 from .runs import in_multirun, prepare, run_group, run_name
@@ -35,6 +35,8 @@ from .types import LabelledData
 
 log = logging.getLogger(__name__)
 
+# content-free examples a contextual run scores when probe.content_free_examples is 0 (train.yaml)
+CONTEXTUAL_CONTENT_FREE_EXAMPLES = 16
 POPULATION = "examples probed both before and after training (n)"
 FILTERED_POPULATION = (
     "examples both the untrained and the trained model answer right without an opinion (n_filtered)"
@@ -103,9 +105,10 @@ def validation_subset(cfg: dict) -> tuple[LabelledData, dict]:
 
 
 def probe_monitor(cfg: dict, lm, method: str):
-    """A function giving the probe metrics on a small validation subset (curves during training)."""
+    """A function giving the probe metrics of the run's decision method on a small validation subset
+    (curves during training); only contextual calibration scores content-free prompts."""
     data, data_cfg = validation_subset(cfg)
-    probe = {**cfg["probe"], "content_free_examples": 0}
+    probe = cfg["probe"] if method == "contextual" else {**cfg["probe"], "content_free_examples": 0}
     probe_set = build_probe_set(data, data_cfg, probe, int(cfg["data_seed"]))
     render = renderer(lm.tokenizer, bool(cfg["model"].get("chat_template", lm.chat)))
 
@@ -113,7 +116,7 @@ def probe_monitor(cfg: dict, lm, method: str):
         _, result = evaluate_items(
             current, probe_set, lambda _: PromptContext(), render, probe, scoring, 0
         )
-        return result["metrics"].get(method) or next(iter(result["metrics"].values()))
+        return headline(result, method)
 
     return evaluate
 
@@ -124,6 +127,30 @@ def validation_items(cfg: dict, lm, render) -> list:
     probe = training_probe(cfg["probe"], cfg["training"])
     items = items_for(data, data_cfg, probe, int(cfg["data_seed"]), conditions=("random",))
     return [to_train_item(item, render) for item in items]
+
+
+def with_content_free(probe: dict) -> dict:
+    """The probe config; contextual calibration gets CONTEXTUAL_CONTENT_FREE_EXAMPLES content-free
+    examples where probe.content_free_examples is 0 (train.yaml's default, enough for balanced)."""
+    if probe.get("calibration") != "contextual" or int(probe.get("content_free_examples") or 0):
+        return probe
+    log.info(
+        "probe.calibration=contextual: scoring %d content-free examples (probe.content_free_examples "
+        "is 0)",
+        CONTEXTUAL_CONTENT_FREE_EXAMPLES,
+    )
+    return {**probe, "content_free_examples": CONTEXTUAL_CONTENT_FREE_EXAMPLES}
+
+
+def checked_method(cfg: dict) -> str:
+    """The run's decision method, refused before any model loads where train.py cannot use it."""
+    method = decision_method(cfg["probe"])
+    if method == "generate" and cfg["training"].get("filter", True):
+        raise UserError(
+            "training.filter decides from option scores, and probe.scoring=generate gives replies; "
+            "set training.filter=false to train on every example, or use probe.scoring=logprob."
+        )
+    return method
 
 
 def launch_rank() -> int:
@@ -150,10 +177,11 @@ def train(cfg: DictConfig) -> float:
             f"train.py trains against an opinion probe, not {plain['probe']['kind']!r}; use "
             "probe=opinion_label (the embedded model) or probe=opinion."
         )
+    plain["probe"] = with_content_free(plain["probe"])
+    method = checked_method(plain)
     seed = int(plain["seed"])
     name = f"{run_name(plain)}_seed{seed}"
     started = time.time()
-    method = plain["probe"].get("calibration", "balanced")
     L.seed_everything(seed, workers=True)
     logger = make_logger(plain.get("logger"), run_dir, name, run_group(plain))
     status = "failed"
@@ -173,7 +201,7 @@ def train(cfg: DictConfig) -> float:
             before_records, before = measure(plain, lm, method)
             log.info("before: %s", _brief(before))
 
-        train_items, kept = build_train_items(plain, lm, render)
+        train_items, kept = build_train_items(plain, lm, render, method)
         log.info("training items: %d, cells %s", len(train_items), cell_counts(train_items))
         training = plain["training"]
         datamodule = SycophancyDataModule(
@@ -198,6 +226,7 @@ def train(cfg: DictConfig) -> float:
             "run": name,
             "probe": plain["probe"]["kind"],
             "calibration": method,
+            "content_free_examples": int(plain["probe"].get("content_free_examples") or 0),
             "before": before,
             "after": after,
             "delta": delta,
