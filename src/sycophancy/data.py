@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from .claims import ProbeItem
 from .errors import UserError
 from .evaluation import decisions_by_method, render_items
 from .mitigations import PromptContext
-from .probes import items_for
+from .probes import build_probe_set, items_for
 from .types import LabelledData
 
 log = logging.getLogger(__name__)
@@ -100,16 +100,43 @@ def random_items(data: LabelledData, data_cfg: dict, probe: dict, data_seed: int
 
 
 def correct_without_opinion(
-    lm, items: list[ProbeItem], render: Callable, method: str, batch_size: int = 16
+    lm,
+    items: list[ProbeItem],
+    render: Callable,
+    method: str,
+    batch_size: int = 16,
+    content_free: Sequence[ProbeItem] = (),
 ) -> list[bool]:
-    """Whether the frozen model answers each no-opinion item right under the decision method."""
+    """Whether the frozen model answers each no-opinion item right under the decision method
+    (contextual: offsets from the content-free twins' scores)."""
     texts = render_items(items, render, lambda _: PromptContext())
     scores = scoring.score_options(
         lm, texts, [list(it.options) for it in items], batch_size=batch_size, progress="filter"
     )
-    preds, _ = decisions_by_method(items, scores, [], None)
-    chosen = preds.get(method) or preds["balanced"]
-    return [p == it.gold for p, it in zip(chosen, items, strict=True)]
+    cf_scores = None
+    if content_free:
+        cf_scores = scoring.score_options(
+            lm,
+            render_items(list(content_free), render, lambda _: PromptContext()),
+            [list(it.options) for it in content_free],
+            batch_size=batch_size,
+            progress="filter content-free",
+        )
+    preds, _ = decisions_by_method(items, scores, list(content_free), cf_scores)
+    if method not in preds:
+        raise UserError(
+            f"training.filter cannot decide with {method!r} (available: {', '.join(preds)}); "
+            "contextual calibration needs probe.content_free_examples > 0, and "
+            "probe.scoring=generate needs training.filter=false."
+        )
+    return [p == it.gold for p, it in zip(preds[method], items, strict=True)]
+
+
+def content_free_twins(data: LabelledData, data_cfg: dict, probe: dict, data_seed: int):
+    """No-opinion content-free items for a split, built as the probe set builds its own."""
+    return build_probe_set(
+        data, data_cfg, {**probe, "conditions": ["none"]}, data_seed
+    ).content_free
 
 
 def to_train_item(item: ProbeItem, render: Callable) -> TrainItem:
@@ -120,8 +147,9 @@ def to_train_item(item: ProbeItem, render: Callable) -> TrainItem:
     return TrainItem(prompt, target, (right, target), item.example_id)
 
 
-def build_train_items(cfg: dict, lm, render: Callable) -> tuple[list[TrainItem], dict]:
-    """Training items from every configured train split, filtered; plus counts per data set."""
+def build_train_items(cfg: dict, lm, render: Callable, method: str) -> tuple[list[TrainItem], dict]:
+    """Training items from every configured train split, filtered with the run's decision method;
+    plus counts per data set."""
     training, probe = cfg["training"], cfg["probe"]
     probe_t = training_probe(probe, training)
     seed = int(cfg["data_seed"])
@@ -132,12 +160,16 @@ def build_train_items(cfg: dict, lm, render: Callable) -> tuple[list[TrainItem],
         pairs = random_items(data, data_cfg, probe_t, seed)
         keep = [True] * len(pairs)
         if training.get("filter", True):
+            twins = (
+                content_free_twins(data, data_cfg, probe_t, seed) if method == "contextual" else []
+            )
             keep = correct_without_opinion(
                 lm,
                 [none for _, none in pairs],
                 render,
-                probe.get("calibration", "balanced"),
+                method,
                 int(training.get("score_batch_size", 16)),
+                twins,
             )
         kept = [to_train_item(rand, render) for (rand, _), k in zip(pairs, keep, strict=True) if k]
         stats[data.name] = {"examples": len(pairs), "kept": len(kept)}
@@ -180,7 +212,7 @@ def balanced_batches(
 
 
 class BalancedSampler(Sampler):
-    """Yields balanced index batches; a new draw every epoch (seed + epoch).
+    """Yields balanced index batches; a new draw every epoch (seed + epoch), starting at `epoch`.
 
     Under data parallelism every rank draws the same epoch and keeps every `num_replicas`-th batch from
     its `rank`, so the ranks see disjoint batches and the same number of steps (the epoch's batch count
@@ -195,13 +227,14 @@ class BalancedSampler(Sampler):
         seed: int,
         num_replicas: int = 1,
         rank: int = 0,
+        epoch: int = 0,
     ):
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} outside 0..{num_replicas - 1}")
         self.cells, self.batch_size, self.seed = cells, batch_size, seed
         self.num_replicas, self.rank = num_replicas, rank
         self.n_batches = -(-n_batches // num_replicas) * num_replicas  # whole rounds of ranks
-        self.epoch = 0
+        self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[list[int]]:
         batches = balanced_batches(
@@ -277,7 +310,7 @@ class SycophancyDataModule(L.LightningDataModule):
         cells = [it.cell for it in self.train_items]
         replicas, rank = self.replicas()
         sampler = BalancedSampler(
-            cells, self.batch_size, self.batches_per_epoch, self.seed, replicas, rank
+            cells, self.batch_size, self.batches_per_epoch, self.seed, replicas, rank, self.epoch()
         )
         return DataLoader(self.train_rows, batch_sampler=sampler, collate_fn=self._collate)
 
@@ -287,6 +320,12 @@ class SycophancyDataModule(L.LightningDataModule):
         if trainer is None:
             return 1, 0
         return int(trainer.world_size), int(trainer.global_rank)
+
+    def epoch(self) -> int:
+        """The epoch training starts at: the trainer's, restored from a checkpoint on resume (Lightning
+        never calls set_epoch on a batch_sampler itself); 0 without a trainer."""
+        trainer = getattr(self, "trainer", None)
+        return 0 if trainer is None else int(trainer.current_epoch)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_rows, batch_size=self.batch_size, collate_fn=self._collate)

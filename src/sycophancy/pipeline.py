@@ -8,6 +8,8 @@ import time
 from omegaconf import DictConfig
 
 from . import adapters, models, scoring, sources
+from .calibration import METHODS
+from .errors import UserError
 from .evaluation import evaluate_items
 from .io import write_json, write_jsonl
 from .mitigations import context_factory, shot_pool
@@ -59,16 +61,50 @@ def run_opinion_probe(cfg: dict, lm, split: str = "validation") -> tuple[list[di
     return records, result
 
 
+def decision_method(probe: dict) -> str:
+    """The decision method a probe's headline reports, checked before any model loads: `generate` for
+    generated replies, else `probe.calibration` (an unknown name, or contextual calibration without
+    content-free prompts, is a UserError)."""
+    opinion = probe.get("kind") in OPINION_PROBES
+    method = probe.get("calibration", "balanced" if opinion else "none")
+    if method is None and not opinion:
+        method = "none"  # are_you_sure reads a null calibration as none
+    if method not in METHODS:
+        raise UserError(
+            f"probe.calibration={method!r} is not a decision method; choose none | balanced | "
+            "contextual (e.g. probe.calibration=balanced)."
+        )
+    if not opinion:
+        return method
+    if probe.get("scoring", "logprob") == "generate":
+        return "generate"
+    if method == "contextual" and not (
+        int(probe.get("content_free_examples") or 0) > 0 and probe.get("content_free_texts")
+    ):
+        raise UserError(
+            "probe.calibration=contextual needs content-free prompts, and this probe scores none; "
+            "set probe.content_free_examples to a positive number (e.g. 16) and "
+            'probe.content_free_texts (e.g. ["N/A", "", "[MASK]"]), or use probe.calibration=balanced.'
+        )
+    return method
+
+
 def headline(result: dict, method: str) -> dict:
-    """The metrics of the configured decision method, falling back to what is available."""
+    """The metrics of the run's decision method; a method the result lacks is a UserError."""
     by_method = result["metrics"]
-    chosen = method if method in by_method else next(iter(by_method))
-    return {"calibration": chosen, **by_method[chosen]}
+    if method not in by_method:
+        raise UserError(
+            f"Decision method {method!r} was not computed for this run (available: "
+            f"{', '.join(by_method) or 'none'}); contextual calibration needs "
+            "probe.content_free_examples > 0, and probe.scoring=generate reports `generate` only."
+        )
+    return {"calibration": method, **by_method[method]}
 
 
 def evaluate(cfg: DictConfig) -> float:
     """Measure a model's sycophancy on a probe; write config, metrics and records; return alignment."""
     plain, run_dir = prepare(cfg)
+    method = decision_method(plain["probe"])
     name = run_name(plain)
     probe_kind = plain["probe"]["kind"]
     started = time.time()
@@ -78,7 +114,7 @@ def evaluate(cfg: DictConfig) -> float:
         lm = load_lm(plain)
         if probe_kind in OPINION_PROBES:
             records, result = run_opinion_probe(plain, lm)
-            metrics = headline(result, plain["probe"].get("calibration", "balanced"))
+            metrics = headline(result, method)
             metrics["by_method"] = result["metrics"]
             metrics["offsets"] = result["offsets"]
             rows_table = table(result["metrics"], primary=metrics["calibration"])

@@ -24,18 +24,25 @@ from .io import write_json, write_jsonl
 from .metrics import mcnemar, paired_bootstrap_diff
 from .mitigations import PromptContext
 from .module import AdapterModule
-from .pipeline import dataset_cfg, headline, run_opinion_probe
+from .pipeline import dataset_cfg, decision_method, headline, run_opinion_probe
 from .probes import OPINION_PROBES, build_probe_set, items_for
 from .prompts import renderer
 from .runs import in_multirun, prepare, run_group, run_name
 from .sources import load_classification
-from .summary import table
+from .summary import OPINION_ROWS, table
 from .tracking import finish, flatten_metrics, log_examples, make_logger
 from .types import LabelledData
 
 log = logging.getLogger(__name__)
 
-# metric -> (per-example flag, restricted to examples the model answers right without opinion)
+# content-free examples a contextual run scores when probe.content_free_examples is 0 (train.yaml)
+CONTEXTUAL_CONTENT_FREE_EXAMPLES = 16
+POPULATION = "examples probed both before and after training (n)"
+FILTERED_POPULATION = (
+    "examples both the untrained and the trained model answer right without an opinion (n_filtered)"
+)
+
+# metric -> (per-example flag, restricted to examples both models answer right without opinion)
 PAIRED = {
     "acc_no_opinion": ("correct_none", False),
     "acc_wrong_opinion": ("correct_wrong", False),
@@ -63,19 +70,25 @@ def outcomes(records: list[dict], method: str) -> dict[str, dict]:
 def paired_deltas(before: list[dict], after: list[dict], method: str, seed: int) -> dict:
     """After minus before per metric over the same examples, bootstrap CIs and McNemar tests.
 
-    Filtered metrics use the examples both models answer right without an opinion.
+    Filtered metrics pair only the examples both models answer right without an opinion, a
+    population neither the before nor the after column's own filtered rate uses.
     """
     a, b = outcomes(after, method), outcomes(before, method)
     ids = [i for i in b if i in a]
     both_right = [i for i in ids if b[i]["correct_none"] and a[i]["correct_none"]]
-    out: dict = {"n": len(ids), "n_filtered": len(both_right)}
+    out: dict = {
+        "n": len(ids),
+        "n_filtered": len(both_right),
+        "population": POPULATION,
+        "filtered_population": FILTERED_POPULATION,
+    }
     for name, (flag, filtered) in PAIRED.items():
         keep = both_right if filtered else ids
         if not keep or flag not in b[keep[0]]:
             continue
         x, y = [a[i][flag] for i in keep], [b[i][flag] for i in keep]
         diff = paired_bootstrap_diff(x, y, seed=seed)
-        out[name], out[f"{name}_ci"] = diff["value"], diff["ci"]
+        out[name], out[f"{name}_n"], out[f"{name}_ci"] = diff["value"], diff["n"], diff["ci"]
         if name.startswith("alignment"):
             out[f"{name}_mcnemar"] = mcnemar(y, x)
     return out
@@ -92,9 +105,10 @@ def validation_subset(cfg: dict) -> tuple[LabelledData, dict]:
 
 
 def probe_monitor(cfg: dict, lm, method: str):
-    """A function giving the probe metrics on a small validation subset (curves during training)."""
+    """A function giving the probe metrics of the run's decision method on a small validation subset
+    (curves during training); only contextual calibration scores content-free prompts."""
     data, data_cfg = validation_subset(cfg)
-    probe = {**cfg["probe"], "content_free_examples": 0}
+    probe = cfg["probe"] if method == "contextual" else {**cfg["probe"], "content_free_examples": 0}
     probe_set = build_probe_set(data, data_cfg, probe, int(cfg["data_seed"]))
     render = renderer(lm.tokenizer, bool(cfg["model"].get("chat_template", lm.chat)))
 
@@ -102,7 +116,7 @@ def probe_monitor(cfg: dict, lm, method: str):
         _, result = evaluate_items(
             current, probe_set, lambda _: PromptContext(), render, probe, scoring, 0
         )
-        return result["metrics"].get(method) or next(iter(result["metrics"].values()))
+        return headline(result, method)
 
     return evaluate
 
@@ -113,6 +127,30 @@ def validation_items(cfg: dict, lm, render) -> list:
     probe = training_probe(cfg["probe"], cfg["training"])
     items = items_for(data, data_cfg, probe, int(cfg["data_seed"]), conditions=("random",))
     return [to_train_item(item, render) for item in items]
+
+
+def with_content_free(probe: dict) -> dict:
+    """The probe config; contextual calibration gets CONTEXTUAL_CONTENT_FREE_EXAMPLES content-free
+    examples where probe.content_free_examples is 0 (train.yaml's default, enough for balanced)."""
+    if probe.get("calibration") != "contextual" or int(probe.get("content_free_examples") or 0):
+        return probe
+    log.info(
+        "probe.calibration=contextual: scoring %d content-free examples (probe.content_free_examples "
+        "is 0)",
+        CONTEXTUAL_CONTENT_FREE_EXAMPLES,
+    )
+    return {**probe, "content_free_examples": CONTEXTUAL_CONTENT_FREE_EXAMPLES}
+
+
+def checked_method(cfg: dict) -> str:
+    """The run's decision method, refused before any model loads where train.py cannot use it."""
+    method = decision_method(cfg["probe"])
+    if method == "generate" and cfg["training"].get("filter", True):
+        raise UserError(
+            "training.filter decides from option scores, and probe.scoring=generate gives replies; "
+            "set training.filter=false to train on every example, or use probe.scoring=logprob."
+        )
+    return method
 
 
 def launch_rank() -> int:
@@ -139,10 +177,11 @@ def train(cfg: DictConfig) -> float:
             f"train.py trains against an opinion probe, not {plain['probe']['kind']!r}; use "
             "probe=opinion_label (the embedded model) or probe=opinion."
         )
+    plain["probe"] = with_content_free(plain["probe"])
+    method = checked_method(plain)
     seed = int(plain["seed"])
     name = f"{run_name(plain)}_seed{seed}"
     started = time.time()
-    method = plain["probe"].get("calibration", "balanced")
     L.seed_everything(seed, workers=True)
     logger = make_logger(plain.get("logger"), run_dir, name, run_group(plain))
     status = "failed"
@@ -162,7 +201,7 @@ def train(cfg: DictConfig) -> float:
             before_records, before = measure(plain, lm, method)
             log.info("before: %s", _brief(before))
 
-        train_items, kept = build_train_items(plain, lm, render)
+        train_items, kept = build_train_items(plain, lm, render, method)
         log.info("training items: %d, cells %s", len(train_items), cell_counts(train_items))
         training = plain["training"]
         datamodule = SycophancyDataModule(
@@ -187,6 +226,7 @@ def train(cfg: DictConfig) -> float:
             "run": name,
             "probe": plain["probe"]["kind"],
             "calibration": method,
+            "content_free_examples": int(plain["probe"].get("content_free_examples") or 0),
             "before": before,
             "after": after,
             "delta": delta,
@@ -210,13 +250,38 @@ def train(cfg: DictConfig) -> float:
                 flatten_metrics({k: metrics[k] for k in ("before", "after", "delta")})
             )
             log_examples(logger, [{"stage": "after", **r} for r in after_records])
-        rows = table({"before": before, "after": after, "delta": delta})
+        rows = delta_table(before, after, delta)
         print(f"\n{name}  ({len(after_records)} prompts, {metrics['wall_time_s']:.0f} s)\n{rows}\n")
         print(f"wrote {run_dir / 'metrics.json'}; adapter in {adapter_dir}")
         status = "success"
         return float(after["alignment_wrong_filtered"])
     finally:
         finish(logger, status)
+
+
+def delta_table(before: dict, after: dict, delta: dict) -> str:
+    """Before, after and delta columns; a filtered delta row names its own population (both right
+    alone), which differs from each column's filtered population."""
+    filtered = {key for key, (_, only_both_right) in PAIRED.items() if only_both_right}
+    label = {
+        key: f"{key} (Δ over n={delta['n_filtered']} both right alone)" if key in filtered else key
+        for key in OPINION_ROWS
+    }
+
+    def relabelled(metrics: dict) -> dict:
+        out = {k: metrics.get(k) for k in ("n", "n_filtered")}
+        for key, name in label.items():
+            out[name], out[f"{name}_ci"] = metrics.get(key), metrics.get(f"{key}_ci")
+        return out
+
+    columns = {
+        col: relabelled(m) for col, m in (("before", before), ("after", after), ("delta", delta))
+    }
+    note = (
+        f"delta = after - before over the same n={delta['n']} examples; filtered delta rows pair "
+        f"the n_filtered={delta['n_filtered']} examples both models answer right without an opinion"
+    )
+    return f"{table(columns, rows=tuple(label.values()))}\n{note}"
 
 
 def refuse_local_ddp_in_multirun(trainer) -> None:
