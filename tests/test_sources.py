@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sycophancy import generated, sources
+from sycophancy import generated, hub, sources
 from sycophancy.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -449,6 +449,44 @@ def test_unreachable_hub_fails_before_load_dataset(monkeypatch):
     monkeypatch.setattr(sources, "_hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(UserError, match="could not reach"):
         sources.load_multiple_choice(conf("mmlu"), "test")
+
+
+def test_hub_check_gives_up_on_a_hanging_dns_lookup(monkeypatch):
+    import socket
+    import threading
+
+    release = threading.Event()
+
+    def hang(*args, **kwargs):  # a resolver that never answers; socket timeouts do not apply
+        release.wait(30)
+        raise socket.gaierror("released")
+
+    for var in (*hub.DATASETS_OFFLINE, *hub.PROXY_VARS):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")
+    monkeypatch.setattr(socket, "getaddrinfo", hang)
+    start = time.monotonic()
+    try:
+        assert sources._hub_reachable(timeout=0.2) is False
+        assert time.monotonic() - start < 1.2
+    finally:
+        release.set()
+
+
+def test_hub_check_trusts_offline_switches_and_proxies(monkeypatch):
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("no probe offline or behind a proxy")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    for var in (*hub.DATASETS_OFFLINE, *hub.PROXY_VARS):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    assert sources._hub_reachable(timeout=0.2)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    assert sources._hub_reachable(timeout=0.2)
 
 
 def _fake_hub(monkeypatch, rows: dict, calls: list):

@@ -6,13 +6,10 @@ import importlib.util
 import logging
 import os
 import shutil
-import socket
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import torch
 from transformers import (
@@ -27,6 +24,7 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
+from sycophancy import hub
 from sycophancy.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -34,7 +32,6 @@ log = logging.getLogger(__name__)
 FAMILIES = ("causal", "seq2seq")
 SOURCES = ("hub", "local", "embedded", "tiny")
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
-HUB_PROBE_TIMEOUT_S = 3.0
 TINY_DEFAULTS = {"d_model": 64, "layers": 2, "heads": 2, "seed": 0}
 TINY_CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
@@ -155,27 +152,7 @@ def _load_local(path: Path, family: str | None, dtype: torch.dtype) -> tuple[Any
 
 def _hub_offline() -> bool:
     """True when HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set (read now, not at import)."""
-    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
-    return any(f.strip().lower() in ("1", "true", "yes", "on") for f in flags)
-
-
-def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
-    """True when a TCP connection to the hub endpoint opens within `timeout` seconds (DNS included)."""
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = url.port or (443 if url.scheme == "https" else 80)
-    result: list[bool] = []
-
-    def probe() -> None:
-        try:
-            socket.create_connection((url.hostname, port), timeout=timeout).close()
-            result.append(True)
-        except OSError:
-            result.append(False)
-
-    thread = threading.Thread(target=probe, daemon=True)  # getaddrinfo ignores socket timeouts
-    thread.start()
-    thread.join(timeout)
-    return bool(result and result[0])
+    return hub.offline(hub.MODELS_OFFLINE)
 
 
 def _cached_snapshot(repo_id: str) -> str | None:
@@ -193,7 +170,7 @@ def _load_hub(repo_id: str, family: str | None, dtype: torch.dtype) -> tuple[Any
     snapshot = _cached_snapshot(repo_id)
     if snapshot is not None:
         return _from_dir(snapshot, family, dtype)
-    if _hub_offline() or not hub_reachable():
+    if _hub_offline() or not hub.reachable():
         reason = "HF_HUB_OFFLINE is set" if _hub_offline() else "the hub is unreachable"
         raise UserError(
             f"Cannot load {repo_id!r}: not in the local HF cache and {reason}. " + OFFLINE_HINT

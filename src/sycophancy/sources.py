@@ -6,17 +6,14 @@ import csv
 import hashlib
 import heapq
 import json
-import os
 import re
-import socket
 import string
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-from sycophancy import generated
+from sycophancy import generated, hub
 from sycophancy.errors import UserError
 from sycophancy.types import Example, LabelledData, MCQuestion
 
@@ -24,8 +21,6 @@ Table = dict[str, list]  # column name -> values, all columns the same length
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 _LETTERS = ("A", "B", "C", "D")
-_OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 _HUB_HINT = (
     "use dataset.data_dir=... (e.g. ../shared/data/sst2) or an embedded set such as "
     "dataset=synthetic_sentiment"
@@ -409,19 +404,12 @@ def _read_parquet(path: Path) -> Table:
 
 def _offline() -> bool:
     """Whether the Hugging Face libraries are told to stay offline."""
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in _OFFLINE_VARS)
+    return hub.offline(hub.DATASETS_OFFLINE)
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """False when the hub host cannot be contacted quickly (skipped offline or behind a proxy)."""
-    if _offline() or any(os.environ.get(v) for v in _PROXY_VARS):
-        return True
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        socket.create_connection((url.hostname or "", url.port or 443), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
+def _hub_reachable(timeout: float = hub.PROBE_TIMEOUT_S) -> bool:
+    """False when the hub cannot be contacted within `timeout` s (True offline: the cache serves)."""
+    return _offline() or hub.reachable(timeout)
 
 
 def _hub_error(cfg: dict, hub_id: str, err: BaseException | None) -> UserError:
