@@ -132,6 +132,8 @@ def test_hub_offline_raises_quickly(monkeypatch):
 def test_hub_unreachable_raises_quickly(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)  # behind a proxy the hub is not probed
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # closed port: refused at once
     start = time.monotonic()
     with pytest.raises(UserError, match="unreachable"):

@@ -1,4 +1,4 @@
-"""Tests for sycophancy.sources and sycophancy.generated (no network)."""
+"""Tests for sycophancy.sources, its generators included (no network)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sycophancy import generated, sources
+from sycophancy import hub, sources
 from sycophancy.errors import UserError
+from sycophancy.sources import generated
+from sycophancy.sources import hub as source_hub
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf" / "dataset"
@@ -429,7 +431,7 @@ def test_hub_failure_raises_user_error_quickly(monkeypatch):
         raise ConnectionError("Couldn't reach 'stanfordnlp/sst2' on the Hub (LocalEntryNotFound)")
 
     monkeypatch.setattr(datasets, "load_dataset", refuse)
-    monkeypatch.setattr(sources, "_hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.setattr(source_hub, "_hub_reachable", lambda timeout=3.0: True)
     start = time.monotonic()
     with pytest.raises(UserError) as err:
         sources.load_classification(conf("sst2"), "validation")
@@ -446,9 +448,47 @@ def test_unreachable_hub_fails_before_load_dataset(monkeypatch):
         raise AssertionError("load_dataset must not be called")
 
     monkeypatch.setattr(datasets, "load_dataset", never)
-    monkeypatch.setattr(sources, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(source_hub, "_hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(UserError, match="could not reach"):
         sources.load_multiple_choice(conf("mmlu"), "test")
+
+
+def test_hub_check_gives_up_on_a_hanging_dns_lookup(monkeypatch):
+    import socket
+    import threading
+
+    release = threading.Event()
+
+    def hang(*args, **kwargs):  # a resolver that never answers; socket timeouts do not apply
+        release.wait(30)
+        raise socket.gaierror("released")
+
+    for var in (*hub.DATASETS_OFFLINE, *hub.PROXY_VARS):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")
+    monkeypatch.setattr(socket, "getaddrinfo", hang)
+    start = time.monotonic()
+    try:
+        assert source_hub._hub_reachable(timeout=0.2) is False
+        assert time.monotonic() - start < 1.2
+    finally:
+        release.set()
+
+
+def test_hub_check_trusts_offline_switches_and_proxies(monkeypatch):
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("no probe offline or behind a proxy")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    for var in (*hub.DATASETS_OFFLINE, *hub.PROXY_VARS):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    assert source_hub._hub_reachable(timeout=0.2)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    assert source_hub._hub_reachable(timeout=0.2)
 
 
 def _fake_hub(monkeypatch, rows: dict, calls: list):
@@ -460,7 +500,7 @@ def _fake_hub(monkeypatch, rows: dict, calls: list):
         return datasets.Dataset.from_dict(rows)
 
     monkeypatch.setattr(datasets, "load_dataset", fake)
-    monkeypatch.setattr(sources, "_hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.setattr(source_hub, "_hub_reachable", lambda timeout=3.0: True)
 
 
 def test_hub_classification_maps_splits_and_drops(monkeypatch):
