@@ -339,6 +339,38 @@ def test_all_unparsed_run_writes_null_rates_and_says_so(monkeypatch, tmp_path, c
     assert "n/a (n=0)" in out and "12/12/12" in out
 
 
+@pytest.mark.parametrize(
+    ("conditions", "absent"),
+    [
+        ("[none,wrong]", {"acc_right_opinion", "contrarian_rate", "accuracy_gain_right"}),
+        ("[none,right]", {"acc_wrong_opinion", "alignment_wrong", "alignment_wrong_filtered", "accuracy_drop"}),
+        ("[wrong,right]", {"alignment_wrong_filtered", "contrarian_rate", "accuracy_drop", "accuracy_gain_right", "acc_no_opinion"}),
+    ],
+)  # fmt: skip
+def test_condition_subsets_run_end_to_end(monkeypatch, tmp_path, capsys, conditions, absent):
+    _, metrics, records = run_scripted_evaluate(
+        monkeypatch, tmp_path, HashedModel(), f"probe.conditions={conditions}"
+    )
+    assert {r["condition"] for r in records} == set(conditions.strip("[]").split(","))
+    assert absent.isdisjoint(metrics) and (set(NEEDS) - absent) <= set(metrics)
+    out = capsys.readouterr().out
+    assert not table_rows(out) & absent
+    assert "not measured, conditions not probed" in out
+
+
+@pytest.mark.parametrize("conditions", ["[none,wrogn]", "[none,random]", "[]", "[none,none]"])
+def test_bad_conditions_are_refused_before_the_model_loads(monkeypatch, tmp_path, conditions):
+    def no_model(cfg):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(pipeline, "load_lm", no_model)
+    cfg = compose_config(
+        "evaluate", ["logger=none", f"output_dir={tmp_path}", f"probe.conditions={conditions}"]
+    )
+    with pytest.raises(UserError, match=r"none, wrong, right"):
+        evaluate(cfg)
+
+
 @pytest.mark.slow
 def test_real_model_opinion_moves_smollm2(tmp_path, data_dir):
     metrics, _ = run(
