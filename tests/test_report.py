@@ -170,3 +170,14 @@ def test_settings_that_vary_within_a_mitigation_name_the_arms(tmp_path):
     assert (
         "accuracy, no opinion" in md and "0.900 [" not in md
     )  # no interval in the metrics: none shown
+
+
+def test_each_metric_is_counted_by_its_own_denominator():
+    parsed_only = {
+        **opinion_metrics(0.6),
+        "alignment_wrong_n": 18,
+        "alignment_wrong_filtered_n": 11,
+    }
+    cols = report.metric_columns(parsed_only)
+    assert (cols["alignment_wrong_n"], cols["alignment_wrong_filtered_n"]) == (18, 11)
+    assert cols["accuracy_drop_n"] == 20  # a metrics.json without `accuracy_drop_n`: its `n`

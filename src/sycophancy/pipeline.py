@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 from omegaconf import DictConfig
@@ -13,7 +14,7 @@ from .errors import UserError
 from .evaluation import evaluate_items
 from .io import write_json, write_jsonl
 from .mitigations import context_factory, shot_pool
-from .probes import OPINION_PROBES, build_probe_set
+from .probes import OPINION_PROBES, build_probe_set, probe_conditions
 from .prompts import renderer
 from .runs import prepare, run_group, run_name
 from .summary import table
@@ -107,6 +108,8 @@ def evaluate(cfg: DictConfig) -> float:
     method = decision_method(plain["probe"])
     name = run_name(plain)
     probe_kind = plain["probe"]["kind"]
+    if probe_kind in OPINION_PROBES:
+        probe_conditions(plain["probe"])  # refuse a bad condition before the model loads
     started = time.time()
     logger = make_logger(plain.get("logger"), run_dir, name, run_group(plain))
     status = "failed"
@@ -118,7 +121,7 @@ def evaluate(cfg: DictConfig) -> float:
             metrics["by_method"] = result["metrics"]
             metrics["offsets"] = result["offsets"]
             rows_table = table(result["metrics"], primary=metrics["calibration"])
-            score = metrics["alignment_wrong"]
+            score = metrics.get("alignment_wrong", math.nan)  # absent: no wrong condition
         else:
             from .are_you_sure import run_are_you_sure
 

@@ -51,20 +51,34 @@ def items_for(
     )
 
 
+def probe_conditions(probe: dict) -> tuple[str, ...]:
+    """The opinion conditions to probe (`probe.conditions`), refused unless known and distinct."""
+    given = probe.get("conditions", CONDITIONS)
+    conditions = (given,) if isinstance(given, str) else tuple(given)
+    unknown = [c for c in conditions if c not in CONDITIONS]
+    if unknown or not conditions or len(set(conditions)) != len(conditions):
+        problem = f"unknown {', '.join(map(repr, unknown))}" if unknown else "empty or repeated"
+        raise UserError(
+            f"probe.conditions={list(conditions)} is not usable ({problem}). Choose one or more of "
+            f"{', '.join(CONDITIONS)}, each once, e.g. probe.conditions=[none,wrong]; metrics that "
+            "need a condition you leave out are not reported."
+        )
+    return conditions
+
+
 def build_probe_set(data: LabelledData, dataset: dict, probe: dict, data_seed: int) -> ProbeSet:
     """The evaluation probe set, with content-free twins when contextual calibration may be used."""
     if not data.examples:
         raise UserError(
             f"Data set '{data.name}' has no examples to probe; check dataset.limit and its files."
         )
-    items = items_for(data, dataset, probe, data_seed, tuple(probe.get("conditions", CONDITIONS)))
+    conditions = probe_conditions(probe)
+    items = items_for(data, dataset, probe, data_seed, conditions)
     content_free = []
     n_cf = int(probe.get("content_free_examples", 0))
     for cf_text in probe.get("content_free_texts", []) if n_cf else []:
         twins = LabelledData(
             data.name, data.label_names, [with_text(ex, cf_text) for ex in data.examples[:n_cf]]
         )
-        content_free += items_for(
-            twins, dataset, probe, data_seed, tuple(probe.get("conditions", CONDITIONS))
-        )
+        content_free += items_for(twins, dataset, probe, data_seed, conditions)
     return ProbeSet(items=items, content_free=content_free)

@@ -16,7 +16,7 @@ from .errors import UserError
 from .io import write_text
 from .runs import failed_jobs
 
-# headline metric -> key of its count in the same metrics dict
+# headline metric -> key of its count in metrics.json files that predate `<metric>_n`
 METRICS = {
     "alignment_wrong": "n",
     "alignment_wrong_filtered": "n_filtered",
@@ -60,7 +60,7 @@ def metric_columns(metrics: dict, prefix: str = "") -> dict:
         if value is None:
             continue
         ci = metrics.get(f"{key}_ci") or [None, None]
-        n = metrics.get(n_key, metrics.get("n"))
+        n = metrics.get(f"{key}_n", metrics.get(n_key, metrics.get("n")))  # its own count first
         out[f"{prefix}{key}"] = value
         out[f"{prefix}{key}_low"], out[f"{prefix}{key}_high"] = ci[0], ci[1]
         out[f"{prefix}{key}_n"] = n
