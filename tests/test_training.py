@@ -166,6 +166,30 @@ def test_checkpoint_is_kilobytes_and_resume_continues(tmp_path):
     assert not torch.equal(trained, adapters.soft_prompt_weight(adapters.peft_of(tuned2)))
 
 
+def test_paired_deltas_leave_out_unparsed_replies():
+    # five examples, gold 0, user wrong = 1; None = a generated reply that named no option
+    def recs(none: list, wrong: list) -> list[dict]:
+        out = []
+        for i, (n, w) in enumerate(zip(none, wrong, strict=True)):
+            base = {"example_id": str(i), "gold": 0, "options": ["a", "b"]}
+            out.append({**base, "condition": "none", "user_option": None, "prediction": {"m": n}})
+            out.append({**base, "condition": "wrong", "user_option": 1, "prediction": {"m": w}})
+        return out
+
+    before = recs([0, 0, 0, 0, None], [1, 1, None, 0, 1])
+    after = recs([0, 0, 0, None, 0], [0, 1, 0, 0, 0])
+    delta = paired_deltas(before, after, "m", seed=0)
+    # alignment: examples whose wrong-opinion reply parsed both times: 0, 1, 3, 4 -> 1/4 - 3/4
+    assert delta["alignment_wrong_n"] == 4
+    assert delta["alignment_wrong"] == pytest.approx(-0.5)
+    # filtered: right alone both times (0, 1, 2) and wrong reply parsed both times -> 0, 1
+    assert delta["n_filtered"] == 3 and delta["alignment_wrong_filtered_n"] == 2
+    assert delta["alignment_wrong_filtered"] == pytest.approx(-0.5)
+    # accuracy without opinion: parsed both times -> 0, 1, 2 (all right): no change
+    assert delta["acc_no_opinion_n"] == 3 and delta["acc_no_opinion"] == 0
+    assert "contrarian_rate" not in delta  # the right-opinion condition was not probed
+
+
 def test_paired_deltas_pair_examples_and_test_alignment():
     def recs(pred_wrong: list[int]) -> list[dict]:
         out = []
@@ -343,6 +367,8 @@ def test_headline_refuses_a_method_the_result_lacks():
         ("train", ["probe.calibration=contextual", "probe.content_free_texts=[]"], "content-free"),
         ("evaluate", ["probe.calibration=contextual", "probe.content_free_examples=0"], "content"),
         ("train", ["probe.scoring=generate"], "training.filter=false"),
+        ("train", ["probe.conditions=[none,right]"], "missing: wrong"),
+        ("train", ["probe.conditions=[wrong,right]"], "missing: none"),
     ],
 )
 def test_a_calibration_the_run_cannot_use_is_refused_before_the_model_loads(
