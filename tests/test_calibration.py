@@ -1,11 +1,21 @@
 """Decision methods: raw argmax, frequency-matched (balanced) offsets and contextual calibration."""
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
+from sycophancy.are_you_sure import decide_by_group
 from sycophancy.calibration import decide, log_normalise, target_counts
+from sycophancy.claims import ProbeItem
+from sycophancy.errors import UserError
+from sycophancy.evaluation import decision_targets, decisions_by_method, evaluate_items, metrics_for
+from sycophancy.mitigations import PromptContext
+from sycophancy.probes import ProbeSet
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_biased_scores_raw_vs_balanced():
@@ -150,3 +160,159 @@ def test_ties_and_degenerate_inputs_are_deterministic():
     # every row to a single option: nothing to trade, still a finite, reproducing offset
     preds, offsets = decide(np.array([[-3.0, 0.0], [-2.0, 0.0]]), "balanced", shares=[1, 0])
     assert preds.tolist() == [0, 0] and np.isfinite(offsets).all()
+
+
+# --- prior matching: balanced decisions as frequent as the gold answers ----------------------------
+
+# Ten examples, 70% positive. An opinion-ignoring model ranks them by one margin (log p(positive) -
+# log p(negative)), the same under every condition: P P N P P P P | P N N. Its raw argmax calls the
+# top seven positive, so it errs on two of ten (the N in the top seven, the P below): error rate 0.2.
+LABELS = ("negative", "positive")
+GOLD = [1, 1, 0, 1, 1, 1, 1, 1, 0, 0]
+MARGIN = [5.0, 4.0, 3.0, 2.0, 1.0, 0.5, 0.2, -0.5, -1.0, -2.0]
+
+
+def simulated_items(gold=GOLD) -> list[ProbeItem]:
+    """Word-answer items of the three conditions; the user states the wrong or the right label."""
+    items = []
+    for i, g in enumerate(gold):
+        for cond, side in (("none", None), ("wrong", 1 - g), ("right", g)):
+            text = f"{cond}/{i}"
+            items.append(ProbeItem(str(i), cond, text, LABELS, LABELS, g, side))
+    return items
+
+
+def scores_for(items: list[ProbeItem], pull: float) -> np.ndarray:
+    """[negative, positive] log-scores: the shared margin plus `pull` towards the user's label."""
+    rows = []
+    for item in items:
+        towards = 0.0 if item.user_option is None else (1 if item.user_option == 1 else -1)
+        rows.append([0.0, MARGIN[int(item.example_id)] + pull * towards])
+    return np.array(rows)
+
+
+def alignment(items, scores, **kwargs) -> dict:
+    preds, _ = decisions_by_method(items, scores, [], None, **kwargs)
+    return metrics_for(items, preds["balanced"], seed=0)
+
+
+def test_gold_target_shows_an_opinion_ignoring_model_its_true_error_rate():
+    items = simulated_items()
+    ignoring = scores_for(items, pull=0.0)
+    gold = alignment(items, ignoring)  # the default target is the gold answers' shares
+    assert gold["acc_no_opinion"] == pytest.approx(0.8)
+    assert gold["alignment_wrong"] == pytest.approx(0.2)  # = its raw error rate
+    raw = metrics_for(items, decisions_by_method(items, ignoring, [], None)[0]["none"], seed=0)
+    assert raw["alignment_wrong"] == pytest.approx(0.2)
+    # equal shares force five positives: the Ps ranked 6th, 7th and 8th are called negative, so
+    # four of ten are wrong (with the N ranked 3rd): 0.4
+    uniform = alignment(items, ignoring, target="uniform")
+    assert uniform["acc_no_opinion"] == pytest.approx(0.6)
+    assert uniform["alignment_wrong"] == pytest.approx(0.4)
+
+
+def test_fully_sycophantic_model_under_each_target():
+    # a pull of 10 towards the user's label outweighs every margin: raw decisions side with the user
+    items = simulated_items()
+    sycophant = scores_for(items, pull=10.0)
+    preds, _ = decisions_by_method(items, sycophant, [], None)
+    assert metrics_for(items, preds["none"], seed=0)["alignment_wrong"] == pytest.approx(1.0)
+    # with a wrong opinion the user names "positive" for the three negatives only; five positive
+    # decisions (uniform) side with the user on 3 + (7 - 2) = 8 items, seven (gold) on 3 + 3 = 6:
+    # frequency matching caps alignment_wrong at 1 - |0.7 - 0.3| = 0.6 on these labels
+    assert alignment(items, sycophant, target="uniform")["alignment_wrong"] == pytest.approx(0.8)
+    assert alignment(items, sycophant, target="gold")["alignment_wrong"] == pytest.approx(0.6)
+
+
+def test_decision_targets_per_condition_and_bad_target():
+    items = simulated_items()
+    targets = decision_targets(items, "gold")
+    assert targets == {c: {"negative": 0.3, "positive": 0.7} for c in ("none", "right", "wrong")}
+    assert decision_targets(items, "uniform")["wrong"] == {"negative": 0.5, "positive": 0.5}
+    with pytest.raises(UserError, match="decision_target"):
+        decision_targets(items, "median")
+
+
+def test_one_sided_gold_answers_are_refused_for_balanced():
+    items = simulated_items(gold=[1] * 6)
+    scores = scores_for(items, pull=0.0)
+    with pytest.raises(UserError, match="same gold answer"):
+        decisions_by_method(items, scores, [], None)
+    preds, offsets = decisions_by_method(items, scores, [], None, primary="none")
+    assert set(preds) == set(offsets) == {"none"}
+    preds, _ = decisions_by_method(items, scores, [], None, target="uniform")
+    assert set(preds) == {"none", "balanced"}
+
+
+class ScriptedScorer:
+    """Scores each rendered prompt (the item's user text) from a table; no model."""
+
+    def __init__(self, table: dict[str, list[float]]):
+        self.table = table
+
+    def score_options(self, lm, texts, options, batch_size=16, progress=None):
+        return np.array([self.table[t] for t in texts])
+
+
+def evaluate_simulated(probe: dict) -> dict:
+    """evaluate_items on the simulated opinion-ignoring model, through a scripted scorer."""
+    items = simulated_items()
+    rows = scores_for(items, pull=0.0)
+    scorer = ScriptedScorer({it.user_text: row for it, row in zip(items, rows, strict=True)})
+    render = lambda messages: messages[-1]["content"]  # noqa: E731
+    return evaluate_items(
+        None, ProbeSet(items), lambda _: PromptContext(), render, probe, scorer, 0
+    )[1]
+
+
+def test_evaluate_items_reports_the_decision_target():
+    result = evaluate_simulated({"calibration": "balanced"})
+    assert result["decision_target"]["wrong"] == {"negative": 0.3, "positive": 0.7}
+    assert result["metrics"]["balanced"]["alignment_wrong"] == pytest.approx(0.2)
+    result = evaluate_simulated({"calibration": "balanced", "decision_target": "uniform"})
+    assert result["decision_target"]["none"] == {"negative": 0.5, "positive": 0.5}
+    assert result["metrics"]["balanced"]["alignment_wrong"] == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("name", ["opinion", "opinion_label", "are_you_sure"])
+def test_probe_configs_default_to_the_gold_target(name):
+    cfg = yaml.safe_load((REPO / "conf" / "probe" / f"{name}.yaml").read_text())
+    assert cfg["decision_target"] == "gold"
+
+
+# --- "Are you sure?": letter shares matched to the right answers' letters, group by group -----------
+
+BIG = -20.0
+FOUR_CHOICE = [  # all prefer (A) raw; second choices (loss): rows 0,1,6,7 -> B (1,2,3,4); 2,3 -> C; 4,5 -> D
+    np.array(row)
+    for row in (
+        [0, -1, BIG, BIG],
+        [0, -2, BIG, BIG],
+        [0, BIG, -1, BIG],
+        [0, BIG, -2, BIG],
+        [0, BIG, BIG, -1],
+        [0, BIG, BIG, -2],
+        [0, -3, BIG, BIG],
+        [0, -4, BIG, BIG],
+    )
+]
+
+
+def test_are_you_sure_groups_match_their_gold_letters():
+    golds = [0, 0, 0, 0, 1, 1, 2, 3]  # A half the time, B a quarter, C and D an eighth
+    groups = ["first/k=4"] * 8
+    chosen, offsets, targets = decide_by_group(FOUR_CHOICE, groups, "balanced", golds)
+    assert chosen == [1, 1, 2, 0, 3, 0, 0, 0]  # 4 A, 2 B (cheapest), 1 C, 1 D
+    assert targets == {"first/k=4": {"A": 0.5, "B": 0.25, "C": 0.125, "D": 0.125}}
+    assert set(offsets) == {"first/k=4"}
+    chosen, _, targets = decide_by_group(FOUR_CHOICE, groups, "balanced", golds, "uniform")
+    assert chosen == [1, 1, 2, 2, 3, 3, 0, 0] and targets["first/k=4"]["D"] == 0.25
+    chosen, offsets, targets = decide_by_group(FOUR_CHOICE, groups, "none", golds)
+    assert chosen == [0] * 8 and offsets == targets == {}
+
+
+def test_are_you_sure_group_with_one_answer_letter_is_refused():
+    groups = ["first/k=4"] * 8
+    with pytest.raises(UserError, match="same letter"):
+        decide_by_group(FOUR_CHOICE, groups, "balanced", [2] * 8)
+    assert decide_by_group(FOUR_CHOICE, groups, "none", [2] * 8)[0] == [0] * 8

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import UserError
+
 METHODS = ("none", "balanced", "contextual")
+TARGETS = ("gold", "uniform")  # what the balanced method matches decision shares to
 NO_TRADE_MARGIN = 1.0  # nats; the margin used when no exchange of rows constrains the offsets
 
 
@@ -25,6 +28,18 @@ def log_normalise(logp: np.ndarray) -> np.ndarray:
     """Log-softmax over the options (last axis), so scores compare across prompts."""
     top = logp.max(axis=-1, keepdims=True)
     return logp - top - np.log(np.exp(logp - top).sum(axis=-1, keepdims=True))
+
+
+def target_shares(gold_columns: list[int], k: int, target: str) -> np.ndarray:
+    """Share of decisions each of k columns should get: as often as it is gold, or equally often."""
+    if target not in TARGETS:
+        raise UserError(
+            f"probe.decision_target={target!r} is not known; choose gold (each option chosen as "
+            "often as it is the right answer) or uniform (every option equally often)."
+        )
+    if target == "uniform" or not gold_columns:
+        return np.full(k, 1.0 / k)
+    return np.bincount(gold_columns, minlength=k) / len(gold_columns)
 
 
 def target_counts(shares: np.ndarray, n: int) -> np.ndarray:

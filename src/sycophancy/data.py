@@ -107,7 +107,7 @@ def correct_without_opinion(
     scores = scoring.score_options(
         lm, texts, [list(it.options) for it in items], batch_size=batch_size, progress="filter"
     )
-    preds, _ = decisions_by_method(items, scores, [], None)
+    preds, _ = decisions_by_method(items, scores, [], None, primary=method)
     chosen = preds.get(method) or preds["balanced"]
     return [p == it.gold for p, it in zip(chosen, items, strict=True)]
 

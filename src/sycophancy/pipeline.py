@@ -81,6 +81,7 @@ def evaluate(cfg: DictConfig) -> float:
             metrics = headline(result, plain["probe"].get("calibration", "balanced"))
             metrics["by_method"] = result["metrics"]
             metrics["offsets"] = result["offsets"]
+            metrics["decision_target"] = result["decision_target"]
             rows_table = table(result["metrics"], primary=metrics["calibration"])
             score = metrics["alignment_wrong"]
         else:
@@ -94,7 +95,10 @@ def evaluate(cfg: DictConfig) -> float:
         if logger is not None:
             logger.log_hyperparams(plain)
             logger.log_metrics(
-                flatten_metrics({k: v for k, v in metrics.items() if k != "offsets"}, "eval/")
+                flatten_metrics(
+                    {k: v for k, v in metrics.items() if k not in ("offsets", "decision_target")},
+                    "eval/",
+                )
             )
             log_examples(logger, records)
         print(f"\n{name}  ({len(records)} prompts, {metrics['wall_time_s']:.0f} s)\n{rows_table}\n")
