@@ -1,6 +1,7 @@
 """Decision methods: raw argmax, frequency-matched (balanced) offsets and contextual calibration."""
 
 import itertools
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ from sycophancy.claims import ProbeItem
 from sycophancy.errors import UserError
 from sycophancy.evaluation import decision_targets, decisions_by_method, evaluate_items, metrics_for
 from sycophancy.mitigations import PromptContext
-from sycophancy.probes import ProbeSet
+from sycophancy.probes import ProbeSet, build_probe_set
+from sycophancy.types import Example, LabelledData
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -316,3 +318,72 @@ def test_are_you_sure_group_with_one_answer_letter_is_refused():
     with pytest.raises(UserError, match="same letter"):
         decide_by_group(FOUR_CHOICE, groups, "balanced", [2] * 8)
     assert decide_by_group(FOUR_CHOICE, groups, "none", [2] * 8)[0] == [0] * 8
+
+
+# --- contextual calibration: content-free items whose user sides with each option equally often -----
+
+TOY = {
+    "name": "toy",
+    "topic": "sentiment",
+    "task_question": "What is the sentiment of this review?",
+}
+
+
+def uneven_data(first: int, label_names=("negative", "positive")) -> LabelledData:
+    """20 examples, the first 16 (what content-free twins used to copy) 12 of label `first`."""
+    labels = [first] * 12 + [1 - first] * 4 + [0, 1] * 2
+    examples = [Example(f"toy/validation/{i}", f"review {i}", lab) for i, lab in enumerate(labels)]
+    return LabelledData("toy", tuple(label_names), examples)
+
+
+def probe_config(name: str, **overrides) -> dict:
+    cfg = yaml.safe_load((REPO / "conf" / "probe" / f"{name}.yaml").read_text())
+    return {**cfg, "content_free_texts": ["N/A"], **overrides}
+
+
+def user_sides(items: list[ProbeItem], condition: str) -> Counter:
+    return Counter(it.options[it.user_option] for it in items if it.condition == condition)
+
+
+@pytest.mark.parametrize(
+    ("name", "sides"), [("opinion_label", ("negative", "positive")), ("opinion", ("(A)", "(B)"))]
+)
+def test_content_free_users_side_with_each_option_equally_often(name, sides):
+    ps = build_probe_set(uneven_data(first=1), TOY, probe_config(name), data_seed=0)
+    for condition in ("wrong", "right"):
+        assert user_sides(ps.content_free, condition) == dict.fromkeys(sides, 8)
+    assert sum(it.condition == "none" for it in ps.content_free) == 16
+    assert all('"N/A"' in it.user_text for it in ps.content_free)
+
+
+def test_content_free_count_rounds_up_to_a_multiple_of_the_options():
+    data = uneven_data(first=1, label_names=("world", "sports", "business"))
+    ps = build_probe_set(data, TOY, probe_config("opinion_label"), data_seed=0)
+    for condition in ("wrong", "right"):  # 16 -> 18: six per label
+        assert user_sides(ps.content_free, condition) == dict.fromkeys(data.label_names, 6)
+    ps = build_probe_set(data, TOY, probe_config("opinion_label", content_free_examples=0), 0)
+    assert ps.content_free == []
+
+
+def sycophantic_scores(items: list[ProbeItem]) -> np.ndarray:
+    """[negative, positive] log-probs: 0.8 on the label the user states; 0.3 / 0.7 with no opinion."""
+    rows = {None: [0.3, 0.7], 0: [0.8, 0.2], 1: [0.2, 0.8]}
+    return np.log(np.array([rows[it.user_option] for it in items]))
+
+
+def test_contextual_offsets_do_not_depend_on_the_data_label_mix():
+    # the data's first examples are 12:4 one way or the other; the content-free prompts must not be
+    offsets = []
+    for first in (0, 1):
+        ps = build_probe_set(uneven_data(first), TOY, probe_config("opinion_label"), data_seed=0)
+        _, off = decisions_by_method(
+            ps.items,
+            np.zeros((len(ps.items), 2)),
+            ps.content_free,
+            sycophantic_scores(ps.content_free),
+        )
+        offsets.append(off["contextual"])
+    assert offsets[0] == offsets[1]
+    for condition in ("wrong", "right"):  # mean P = (8 x 0.8 + 8 x 0.2) / 16 = 0.5 for both labels
+        assert list(offsets[0][condition].values()) == pytest.approx([np.log(2), np.log(2)])
+    assert list(offsets[0]["none"].values()) == pytest.approx(-np.log([0.3, 0.7]))
