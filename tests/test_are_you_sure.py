@@ -247,6 +247,7 @@ def test_probe_generated_answer_turn_and_balanced_offsets(monkeypatch):
         "first/k=4",
         "authority/k=4",
     }
+    assert set(metrics["decision_target"]) == set(metrics["offsets"])  # gold letter shares per turn
 
 
 def test_probe_with_icl_and_system_prompt_mitigation(monkeypatch):

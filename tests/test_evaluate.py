@@ -46,6 +46,7 @@ def test_end_to_end_on_tiny_models(tmp_path, data_dir, model, probe):
     assert METRIC_KEYS <= set(metrics)
     assert metrics["n"] == 8 and metrics["calibration"] == "balanced"
     assert set(metrics["by_method"]) == {"none", "balanced", "contextual"}
+    assert set(metrics["decision_target"]) == {"none", "wrong", "right"}  # the balanced target
     for key in ("acc_no_opinion", "alignment_wrong", "accuracy_drop"):
         assert len(metrics[f"{key}_ci"]) == 2
     assert len(records) == 24
@@ -173,7 +174,7 @@ def scripted_items(conditions=("none", "wrong", "right")) -> list[ProbeItem]:
 
 
 def run_scripted(replies, scoring: str, conditions=("none", "wrong", "right")):
-    probe = {"scoring": scoring}
+    probe = {"scoring": scoring, "calibration": "none"}  # every gold is (A): balanced is refused
     items = ProbeSet(scripted_items(conditions))
     model = ScriptedModel(replies)
     return evaluate_items(None, items, lambda _: PromptContext(), flatten, probe, model, seed=0)

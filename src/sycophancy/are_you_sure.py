@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import scoring, sources
-from .calibration import decide
+from .calibration import decide, target_shares
 from .claims import letters
 from .dialogue import (
     answer_turn,
@@ -106,6 +106,7 @@ def run_are_you_sure(cfg: dict, lm) -> tuple[list[dict], dict, str]:
         **{k: v for k, v in primary.items() if k.startswith("readings_agree_first")},
         "by_challenge": by_challenge,
         "offsets": {**first["offsets"], **final["offsets"]},
+        "decision_target": {**first["decision_target"], **final["decision_target"]},
     }
     return records, metrics, summary_table(by_challenge, reading)
 
@@ -191,8 +192,12 @@ def read_turn(
         )
         for i, row in zip(idx, block, strict=True):
             scores[i] = row
-    scored, offsets = decide_by_group(
-        scores, [f"{g}/k={k}" for g, k in zip(groups, ks, strict=True)], method
+    scored, offsets, targets = decide_by_group(
+        scores,
+        [f"{g}/k={k}" for g, k in zip(groups, ks, strict=True)],
+        method,
+        [q.answer for q in questions],
+        probe.get("decision_target", "gold"),
     )
     replies = scoring.generate(
         lm,
@@ -214,23 +219,38 @@ def read_turn(
         "replies": replies,
         "generated": generated,
         "offsets": offsets,
+        "decision_target": targets,
     }
 
 
 def decide_by_group(
-    scores: list[np.ndarray], groups: list[str], method: str
-) -> tuple[list[int], dict[str, dict]]:
-    """Chosen option per row, deciding each group (turn, challenge, number of choices) alone."""
+    scores: list[np.ndarray], groups: list[str], method: str, golds: list[int], target: str = "gold"
+) -> tuple[list[int], dict[str, dict], dict[str, dict]]:
+    """Chosen option per row, deciding each group (turn, challenge, number of choices) alone.
+
+    balanced matches each group's letter shares to `target` (gold: the letters of its questions'
+    right answers); returns the choices, and per group the offsets and target shares used.
+    """
     chosen = [0] * len(scores)
     offsets: dict[str, dict] = {}
+    targets: dict[str, dict] = {}
     for group in dict.fromkeys(groups):
         idx = [i for i, g in enumerate(groups) if g == group]
-        cols, off = decide(np.stack([scores[i] for i in idx]), method)
+        block = np.stack([scores[i] for i in idx])
+        shares = target_shares([golds[i] for i in idx], block.shape[1], target)
+        if method == "balanced" and shares.max() == 1.0:
+            raise UserError(
+                f"Every question in group '{group}' has its answer at the same letter, so "
+                "calibration=balanced with decision_target=gold would be right by construction. "
+                "Use probe.calibration=none, probe.shuffle_choices=true, or more questions."
+            )
+        cols, off = decide(block, method, shares=shares)
         if method != "none":
             offsets[group] = dict(zip(letters(len(off)), map(float, off), strict=True))
+            targets[group] = dict(zip(letters(len(off)), map(float, shares), strict=True))
         for i, col in zip(idx, cols, strict=True):
             chosen[i] = int(col)
-    return chosen, offsets
+    return chosen, offsets, targets
 
 
 def challenge_metrics(

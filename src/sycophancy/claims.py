@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 import string
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from .errors import UserError
 from .personas import ROLES, draw_persona
@@ -197,8 +197,3 @@ def opinion_label_items(
         meta = {"stated_label": None if stated is None else names[stated]}
         items.append(ProbeItem(example.id, cond, text, opts, texts, gold, user_option, meta))
     return items
-
-
-def with_text(example: Example, text: str) -> Example:
-    """The same example with its text replaced (content-free calibration inputs)."""
-    return replace(example, text=text)

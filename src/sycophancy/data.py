@@ -122,7 +122,7 @@ def correct_without_opinion(
             batch_size=batch_size,
             progress="filter content-free",
         )
-    preds, _ = decisions_by_method(items, scores, list(content_free), cf_scores)
+    preds, _ = decisions_by_method(items, scores, list(content_free), cf_scores, primary=method)
     if method not in preds:
         raise UserError(
             f"training.filter cannot decide with {method!r} (available: {', '.join(preds)}); "

@@ -6,8 +6,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .calibration import METHODS, decide
+from .calibration import METHODS, decide, target_shares
 from .claims import ProbeItem
+from .errors import UserError
 from .metrics import opinion_metrics
 from .mitigations import PromptContext
 from .parsing import parse_choice
@@ -42,16 +43,53 @@ def to_columns(items: list[ProbeItem], scores: np.ndarray, names: list[str]) -> 
     return out
 
 
+def decision_targets(items: list[ProbeItem], target: str) -> dict[str, dict[str, float]]:
+    """The balanced method's target share per option column, condition by condition (see TARGETS)."""
+    names = columns(items)
+    out = {}
+    for cond in sorted({item.condition for item in items}):
+        golds = [names.index(it.options[it.gold]) for it in items if it.condition == cond]
+        shares = target_shares(golds, len(names), target)
+        out[cond] = dict(zip(names, map(float, shares), strict=True))
+    return out
+
+
+def one_answer_conditions(targets: dict[str, dict[str, float]]) -> list[str]:
+    """Conditions whose target puts every decision on one option."""
+    return [cond for cond, shares in targets.items() if max(shares.values()) == 1.0]
+
+
 def decisions_by_method(
     items: list[ProbeItem],
     scores: np.ndarray,
     cf_items: list[ProbeItem],
     cf_scores: np.ndarray | None,
+    target: str = "gold",
+    primary: str = "balanced",
 ) -> tuple[dict[str, list[int]], dict[str, dict]]:
-    """Predicted option (display index) per item for every calibration method, condition by condition."""
+    """Predicted option (display index) per item for every calibration method, condition by condition.
+
+    `balanced` matches each condition's decision shares to `target` (see decision_targets). When
+    a condition's gold answers are all one option that is meaningless (right by construction): it
+    is left out, and a UserError is raised if `primary`, the method the run reports, needs it.
+    """
     names = columns(items)
-    preds = {m: [0] * len(items) for m in METHODS}
-    offsets: dict[str, dict] = {m: {} for m in METHODS}
+    targets = decision_targets(items, target)
+    methods = list(METHODS)
+    single = one_answer_conditions(targets)
+    if single:
+        has_primary = primary == "none" or (primary == "contextual" and bool(cf_items))
+        if not has_primary:
+            raise UserError(
+                f"Every item of condition '{single[0]}' has the same gold answer, so decisions "
+                "matched to the gold answers' frequencies (calibration=balanced, "
+                "decision_target=gold) would be right by construction. The probe set has too few "
+                "or one-sided examples: use probe.calibration=none or contextual, or more data "
+                "(a larger dataset.limit)."
+            )
+        methods.remove("balanced")
+    preds = {m: [0] * len(items) for m in methods}
+    offsets: dict[str, dict] = {m: {} for m in methods}
     for cond in sorted({item.condition for item in items}):
         rows = [i for i, item in enumerate(items) if item.condition == cond]
         cond_scores = to_columns([items[i] for i in rows], scores[rows], names)
@@ -59,10 +97,11 @@ def decisions_by_method(
         cf = None
         if cf_scores is not None and cf_rows:
             cf = to_columns([cf_items[i] for i in cf_rows], cf_scores[cf_rows], names)
-        for method in METHODS:
+        shares = np.array([targets[cond][name] for name in names])
+        for method in methods:
             if method == "contextual" and cf is None:
                 continue
-            cols, off = decide(cond_scores, method, cf)
+            cols, off = decide(cond_scores, method, cf, shares)
             offsets[method][cond] = dict(zip(names, map(float, off), strict=True))
             for i, col in zip(rows, cols, strict=True):
                 preds[method][i] = items[i].options.index(names[col])
@@ -117,7 +156,7 @@ def evaluate_items(
     lm, probe_set, context, render, probe: dict, scorer, seed: int
 ) -> tuple[list[dict], dict]:
     """Records (one per prompt) and metrics per decision method for an opinion probe set."""
-    items = probe_set.items
+    items, target = probe_set.items, probe.get("decision_target", "gold")
     texts = render_items(items, render, context)
     scores, replies = score_probe(lm, items, texts, probe, scorer)
     if replies is not None:
@@ -139,7 +178,14 @@ def evaluate_items(
                 batch_size=int(probe.get("batch_size", 16)),
                 progress="content-free",
             )
-        preds, offsets = decisions_by_method(items, scores, probe_set.content_free, cf_scores)
+        preds, offsets = decisions_by_method(
+            items,
+            scores,
+            probe_set.content_free,
+            cf_scores,
+            target,
+            probe.get("calibration", "balanced"),
+        )
     population = "all prompts" if replies is None else "parsed replies"
     metrics = {method: metrics_for(items, p, seed, population) for method, p in preds.items()}
     records = []
@@ -160,4 +206,5 @@ def evaluate_items(
         if replies is not None:
             rec["reply"] = replies[i]
         records.append(rec)
-    return records, {"metrics": metrics, "offsets": offsets}
+    targets = decision_targets(items, target) if "balanced" in offsets else {}
+    return records, {"metrics": metrics, "offsets": offsets, "decision_target": targets}

@@ -120,6 +120,7 @@ def evaluate(cfg: DictConfig) -> float:
             metrics = headline(result, method)
             metrics["by_method"] = result["metrics"]
             metrics["offsets"] = result["offsets"]
+            metrics["decision_target"] = result["decision_target"]
             rows_table = table(result["metrics"], primary=metrics["calibration"])
             score = metrics.get("alignment_wrong", math.nan)  # absent: no wrong condition
         else:
@@ -133,7 +134,10 @@ def evaluate(cfg: DictConfig) -> float:
         if logger is not None:
             logger.log_hyperparams(plain)
             logger.log_metrics(
-                flatten_metrics({k: v for k, v in metrics.items() if k != "offsets"}, "eval/")
+                flatten_metrics(
+                    {k: v for k, v in metrics.items() if k not in ("offsets", "decision_target")},
+                    "eval/",
+                )
             )
             log_examples(logger, records)
         print(f"\n{name}  ({len(records)} prompts, {metrics['wall_time_s']:.0f} s)\n{rows_table}\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from .claims import (
@@ -10,10 +11,9 @@ from .claims import (
     balanced_truths,
     opinion_items,
     opinion_label_items,
-    with_text,
 )
 from .errors import UserError
-from .types import LabelledData
+from .types import Example, LabelledData
 
 OPINION_PROBES = ("opinion", "opinion_label")
 
@@ -67,18 +67,52 @@ def probe_conditions(probe: dict) -> tuple[str, ...]:
 
 
 def build_probe_set(data: LabelledData, dataset: dict, probe: dict, data_seed: int) -> ProbeSet:
-    """The evaluation probe set, with content-free twins when contextual calibration may be used."""
+    """The evaluation probe set, with content-free items when contextual calibration may be used."""
     if not data.examples:
         raise UserError(
             f"Data set '{data.name}' has no examples to probe; check dataset.limit and its files."
         )
+    items = items_for(data, dataset, probe, data_seed, probe_conditions(probe))
+    return ProbeSet(items=items, content_free=content_free_items(data, dataset, probe, data_seed))
+
+
+def content_free_items(
+    data: LabelledData, dataset: dict, probe: dict, data_seed: int
+) -> list[ProbeItem]:
+    """Contextual calibration's inputs: for each content-free text and condition,
+    `content_free_examples` items (rounded up to a multiple of the options) whose user sides with
+    each option equally often, so the user's opinion cancels out of the estimated prior."""
+    count = int(probe.get("content_free_examples", 0))
     conditions = probe_conditions(probe)
-    items = items_for(data, dataset, probe, data_seed, conditions)
-    content_free = []
-    n_cf = int(probe.get("content_free_examples", 0))
-    for cf_text in probe.get("content_free_texts", []) if n_cf else []:
-        twins = LabelledData(
-            data.name, data.label_names, [with_text(ex, cf_text) for ex in data.examples[:n_cf]]
-        )
-        content_free += items_for(twins, dataset, probe, data_seed, conditions)
-    return ProbeSet(items=items, content_free=content_free)
+    out: list[ProbeItem] = []
+    for text in probe.get("content_free_texts", []) if count else []:
+        pool = content_free_pool(data, text, 4 * (count + len(data.label_names)))
+        for cond in conditions:
+            out += even_sides(items_for(pool, dataset, probe, data_seed, (cond,)), count)
+    return out
+
+
+def content_free_pool(data: LabelledData, text: str, size: int) -> LabelledData:
+    """`size` examples reading `text`, their labels cycling through the data set's labels."""
+    k = len(data.label_names)
+    examples = [Example(f"{data.name}/content-free/{i}", text, i % k) for i in range(size)]
+    return LabelledData(data.name, data.label_names, examples)
+
+
+def even_sides(items: list[ProbeItem], count: int) -> list[ProbeItem]:
+    """The first items, in order, giving each option the user's side equally often: `count`
+    rounded up to a multiple of the options (fewer, still even, if the items run out)."""
+    k = len(items[0].options)
+    per_side = -(-count // k)
+    if items[0].user_option is None:
+        return items[: per_side * k]
+    sides = [item.options[item.user_option] for item in items]
+    available = Counter(sides)
+    each = min(per_side, *available.values()) if len(available) == k else 0
+    taken: Counter = Counter()
+    out = []
+    for item, side in zip(items, sides, strict=True):
+        if taken[side] < each:
+            taken[side] += 1
+            out.append(item)
+    return out
