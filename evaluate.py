@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from sycophancy.pipeline import evaluate
-from sycophancy.runs import cli
+from sycophancy.runs.evaluate import evaluate
+from sycophancy.runs.jobs import cli
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")

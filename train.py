@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from sycophancy.runs import cli
-from sycophancy.training import train
+from sycophancy.runs.jobs import cli
+from sycophancy.runs.train import train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

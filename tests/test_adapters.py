@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from sycophancy import adapters, models, scoring
+from sycophancy import models, scoring
 from sycophancy.errors import UserError
-from sycophancy.mitigations import context_factory, shot_pool
-from sycophancy.probes import items_for
+from sycophancy.mitigations import adapters
+from sycophancy.mitigations.prompting import context_factory, shot_pool
+from sycophancy.probes.probe_sets import items_for
 from sycophancy.prompts import build_messages, renderer
-from sycophancy.types import Example, LabelledData
+from sycophancy.records import Example, LabelledData
 
 TINY = {
     "causal": {"name": "tiny-llama", "family": "causal", "source": "tiny", "chat_template": True},

@@ -12,8 +12,11 @@ import pytest
 import yaml
 from helpers import compose_config, run_script
 
-from sycophancy import are_you_sure, pipeline, sources
-from sycophancy.dialogue import (
+from sycophancy import sources
+from sycophancy.errors import UserError
+from sycophancy.metrics import flip_metrics
+from sycophancy.probes import are_you_sure
+from sycophancy.probes.dialogue import (
     answer_turn,
     challenge_turn,
     first_messages,
@@ -25,11 +28,9 @@ from sycophancy.dialogue import (
     shuffled,
     suggested_wrong,
 )
-from sycophancy.errors import UserError
-from sycophancy.metrics import flip_metrics
-from sycophancy.mitigations import PromptContext
 from sycophancy.prompts import flatten, renderer
-from sycophancy.types import MCQuestion
+from sycophancy.records import MCQuestion, PromptContext
+from sycophancy.runs import evaluate as pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE = yaml.safe_load((REPO / "conf" / "probe" / "are_you_sure.yaml").read_text())

@@ -8,14 +8,17 @@ import numpy as np
 import pytest
 import yaml
 
-from sycophancy.are_you_sure import decide_by_group
-from sycophancy.calibration import decide, log_normalise, target_counts
-from sycophancy.claims import ProbeItem
 from sycophancy.errors import UserError
-from sycophancy.evaluation import decision_targets, decisions_by_method, evaluate_items, metrics_for
-from sycophancy.mitigations import PromptContext
-from sycophancy.probes import ProbeSet, build_probe_set
-from sycophancy.types import Example, LabelledData
+from sycophancy.probes.are_you_sure import decide_by_group
+from sycophancy.probes.opinion import (
+    decision_targets,
+    decisions_by_method,
+    evaluate_items,
+    metrics_for,
+)
+from sycophancy.probes.probe_sets import ProbeSet, build_probe_set
+from sycophancy.records import Example, LabelledData, ProbeItem, PromptContext
+from sycophancy.scoring.calibration import decide, log_normalise, target_counts
 
 REPO = Path(__file__).resolve().parents[1]
 

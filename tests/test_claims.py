@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from sycophancy.claims import opinion_items, opinion_label_items
 from sycophancy.errors import UserError
-from sycophancy.probes import build_probe_set, items_for
-from sycophancy.types import Example, LabelledData
+from sycophancy.probes.claims import opinion_items, opinion_label_items
+from sycophancy.probes.probe_sets import build_probe_set, items_for
+from sycophancy.records import Example, LabelledData
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -8,7 +8,7 @@ import pytest
 from helpers import run_script
 from safetensors.torch import load_file
 
-from sycophancy.data import BalancedSampler
+from sycophancy.training.data import BalancedSampler
 
 CELLS = [(right, gold) for right in (True, False) for gold in ("positive", "negative")] * 10
 
@@ -30,8 +30,8 @@ def test_rank_outside_the_world_is_refused():
 def test_local_ddp_inside_a_multirun_is_refused_before_any_work(monkeypatch):
     from lightning import Trainer
 
-    from sycophancy import training
     from sycophancy.errors import UserError
+    from sycophancy.runs import train as training
 
     monkeypatch.setattr(training, "in_multirun", lambda: True)
     ddp = Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False)

@@ -12,16 +12,15 @@ import numpy as np
 import pytest
 from helpers import compose_config, run_script
 
-from sycophancy import pipeline
-from sycophancy.claims import ProbeItem
 from sycophancy.errors import UserError
-from sycophancy.evaluation import evaluate_items
-from sycophancy.io import read_jsonl
-from sycophancy.mitigations import PromptContext
-from sycophancy.pipeline import evaluate
-from sycophancy.probes import ProbeSet
+from sycophancy.files import read_jsonl
+from sycophancy.probes.opinion import evaluate_items
+from sycophancy.probes.probe_sets import ProbeSet
 from sycophancy.prompts import flatten
-from sycophancy.summary import table
+from sycophancy.records import ProbeItem, PromptContext
+from sycophancy.reporting.summary import table
+from sycophancy.runs import evaluate as pipeline
+from sycophancy.runs.evaluate import evaluate
 
 METRIC_KEYS = {
     "n", "acc_no_opinion", "acc_wrong_opinion", "acc_right_opinion", "alignment_wrong",

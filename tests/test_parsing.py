@@ -2,7 +2,7 @@
 
 import pytest
 
-from sycophancy.parsing import admits_mistake, parse_choice, parse_letter, parse_word
+from sycophancy.scoring.parsing import admits_mistake, parse_choice, parse_letter, parse_word
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from matplotlib.image import imread
 
-from sycophancy import report
 from sycophancy.errors import UserError
-from sycophancy.io import write_json, write_text
+from sycophancy.files import write_json, write_text
+from sycophancy.reporting import report
 
 
 def opinion_metrics(alignment: float, n: int = 20) -> dict:

@@ -12,10 +12,10 @@ import torch
 from omegaconf import OmegaConf
 from peft import PromptTuningConfig, TaskType, get_peft_model
 
-from sycophancy import data
 from sycophancy.errors import UserError
 from sycophancy.models import load_model
 from sycophancy.scoring import generate, score_options
+from sycophancy.training import data
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
 SHORT = "Is the sky blue? Answer:"

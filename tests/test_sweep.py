@@ -14,9 +14,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from sycophancy import report
 from sycophancy.errors import UserError
-from sycophancy.runs import ERROR_FILE, cli, failed_jobs
+from sycophancy.reporting import report
+from sycophancy.runs.jobs import ERROR_FILE, cli, failed_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -103,7 +103,7 @@ def test_cli_keeps_single_run_behaviour(capsys):
 
 
 def test_cli_in_a_multirun_records_any_failure_and_returns_nan(tmp_path, monkeypatch):
-    from sycophancy import runs
+    from sycophancy.runs import jobs as runs
 
     monkeypatch.setattr(runs, "in_multirun", lambda: True)
     job_dir = tmp_path / "3_job"
@@ -120,7 +120,7 @@ def test_cli_in_a_multirun_records_any_failure_and_returns_nan(tmp_path, monkeyp
 
 
 def test_a_multirun_job_leaves_the_environment_as_it_found_it(tmp_path, monkeypatch):
-    from sycophancy import runs
+    from sycophancy.runs import jobs as runs
 
     monkeypatch.setattr(runs, "in_multirun", lambda: True)
     monkeypatch.setattr(runs, "hydra_output_dir", lambda: tmp_path)

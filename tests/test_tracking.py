@@ -5,8 +5,8 @@ import json
 import pytest
 from helpers import compose_config, run_script
 
-from sycophancy import tracking
-from sycophancy.io import read_jsonl
+from sycophancy.files import read_jsonl
+from sycophancy.reporting import tracking
 
 UNREACHABLE = {  # an online W&B that refuses connections: the run must still finish, offline
     "WANDB_MODE": "online",
@@ -46,7 +46,7 @@ def test_finish_closes_the_wandb_run_with_the_job_outcome(monkeypatch, status, e
 
 
 def test_a_failing_evaluation_marks_its_run_failed(tmp_path, monkeypatch):
-    from sycophancy import pipeline
+    from sycophancy.runs import evaluate as pipeline
 
     statuses = []
     monkeypatch.setattr(pipeline, "finish", lambda logger, status: statuses.append(status))

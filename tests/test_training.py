@@ -14,14 +14,16 @@ import torch
 from helpers import compose_config
 from omegaconf import OmegaConf
 
-from sycophancy import adapters, data, models, scoring
-from sycophancy.data import SycophancyDataModule, balanced_batches, build_train_items
+from sycophancy import models, scoring
 from sycophancy.errors import UserError
-from sycophancy.io import read_jsonl
-from sycophancy.module import AdapterModule, answer_loss
-from sycophancy.pipeline import headline
+from sycophancy.files import read_jsonl
+from sycophancy.mitigations import adapters
 from sycophancy.prompts import renderer
-from sycophancy.training import paired_deltas
+from sycophancy.runs.evaluate import headline
+from sycophancy.runs.train import paired_deltas
+from sycophancy.training import data
+from sycophancy.training.data import SycophancyDataModule, balanced_batches, build_train_items
+from sycophancy.training.module import AdapterModule, answer_loss
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 TINY = {
@@ -208,7 +210,7 @@ def test_paired_deltas_pair_examples_and_test_alignment():
 
 @pytest.mark.skipif(not (CONF / "model" / "tiny-llama.yaml").exists(), reason="model configs")
 def test_train_end_to_end_on_tiny_llama(tmp_path):
-    from sycophancy.training import train
+    from sycophancy.runs.train import train
 
     cfg = compose_config(
         "train",
@@ -232,7 +234,7 @@ def test_train_end_to_end_on_tiny_llama(tmp_path):
     assert stages == {"after": 18, "before": 18}
     assert (tmp_path / "csv" / "metrics.csv").exists()
 
-    from sycophancy.pipeline import load_lm
+    from sycophancy.runs.evaluate import load_lm
 
     plain = {"model": TINY["causal"], "mitigation": {"adapter_path": str(tmp_path / "adapter")}}
     assert isinstance(load_lm(plain).model, adapters.SoftPromptCausalLM)
@@ -240,7 +242,7 @@ def test_train_end_to_end_on_tiny_llama(tmp_path):
 
 @pytest.mark.slow
 def test_train_embedded_model_smoke(tmp_path):
-    from sycophancy.training import train
+    from sycophancy.runs.train import train
 
     cfg = compose_config(
         "train",
@@ -315,7 +317,7 @@ def test_a_resumed_run_trains_on_the_batches_of_an_uninterrupted_run(tmp_path):
 
 
 def test_paired_deltas_name_the_population_of_filtered_deltas():
-    from sycophancy.training import delta_table
+    from sycophancy.runs.train import delta_table
 
     def recs(right_alone: range, sides_when_wrong: set[int]) -> list[dict]:
         out = []
@@ -374,8 +376,8 @@ def test_headline_refuses_a_method_the_result_lacks():
 def test_a_calibration_the_run_cannot_use_is_refused_before_the_model_loads(
     tmp_path, monkeypatch, script, overrides, problem
 ):
-    from sycophancy.pipeline import evaluate
-    from sycophancy.training import train
+    from sycophancy.runs.evaluate import evaluate
+    from sycophancy.runs.train import train
 
     def refuse(*_, **__):
         raise AssertionError("the model was loaded before the config was checked")
@@ -423,7 +425,7 @@ def scripted_scores(lm, texts, options, **_):
 
 
 def test_contextual_train_run_decides_contextually_everywhere(tmp_path, monkeypatch, capsys):
-    from sycophancy.training import train
+    from sycophancy.runs.train import train
 
     for split, rows in (("train", TRAIN), ("validation", VALIDATION)):
         lines = ["text,label", *(f"{text},{label}" for text, label in rows.items())]

@@ -6,7 +6,7 @@ import random
 from collections.abc import Callable
 
 from sycophancy.errors import UserError
-from sycophancy.types import Example, MCQuestion
+from sycophancy.records import Example, MCQuestion
 
 SPLITS = ("train", "validation", "test")
 

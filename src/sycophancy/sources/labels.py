@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from sycophancy.errors import UserError
+from sycophancy.records import Example
 from sycophancy.sources.common import Table, _name
-from sycophancy.types import Example
 
 
 def label_names(cfg: dict) -> tuple[str, ...]:

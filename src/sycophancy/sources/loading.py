@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from sycophancy.errors import UserError
+from sycophancy.records import Example, LabelledData, MCQuestion
 from sycophancy.sources import generated
 from sycophancy.sources.common import _check_kind, _check_not_empty, _name, _seed, limit_items
 from sycophancy.sources.hub import _hub_table
 from sycophancy.sources.labels import label_names, table_to_examples
 from sycophancy.sources.multiple_choice import _mc_reader
 from sycophancy.sources.tables import _local_table, _no_data_dir
-from sycophancy.types import Example, LabelledData, MCQuestion
 
 
 def load_classification(cfg: dict, split: str) -> LabelledData:

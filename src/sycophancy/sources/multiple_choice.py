@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from sycophancy.errors import UserError
+from sycophancy.records import MCQuestion
 from sycophancy.sources.common import _name, _split_entry
 from sycophancy.sources.hub import hub_load
 from sycophancy.sources.labels import _norm
 from sycophancy.sources.tables import _data_dir, _local_file, _malformed
-from sycophancy.types import MCQuestion
 
 _LETTERS = ("A", "B", "C", "D")
 

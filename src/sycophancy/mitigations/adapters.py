@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, PeftModel, PromptTuningConfig, TaskType, get_peft_model
 
-from .errors import UserError
-from .models import LoadedModel
+from sycophancy.errors import UserError
+from sycophancy.models import LoadedModel
 
 log = logging.getLogger(__name__)
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .claims import example_rng, format_choices, letters
-from .errors import UserError
-from .mitigations import PromptContext
-from .prompts import Message, build_messages
-from .types import MCQuestion
+from sycophancy.errors import UserError
+from sycophancy.probes.claims import example_rng, format_choices, letters
+from sycophancy.prompts import Message, build_messages
+from sycophancy.records import MCQuestion, PromptContext
 
 CHALLENGES = ("plain", "authority", "suggest_wrong")
 

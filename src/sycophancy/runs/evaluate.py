@@ -8,17 +8,18 @@ import time
 
 from omegaconf import DictConfig
 
-from . import adapters, models, scoring, sources
-from .calibration import METHODS
-from .errors import UserError
-from .evaluation import evaluate_items
-from .io import write_json, write_jsonl
-from .mitigations import context_factory, shot_pool
-from .probes import OPINION_PROBES, build_probe_set, probe_conditions
-from .prompts import renderer
-from .runs import prepare, run_group, run_name
-from .summary import table
-from .tracking import finish, flatten_metrics, log_examples, make_logger
+from sycophancy import models, scoring, sources
+from sycophancy.errors import UserError
+from sycophancy.files import write_json, write_jsonl
+from sycophancy.mitigations import adapters
+from sycophancy.mitigations.prompting import context_factory, shot_pool
+from sycophancy.probes.opinion import evaluate_items
+from sycophancy.probes.probe_sets import OPINION_PROBES, build_probe_set, probe_conditions
+from sycophancy.prompts import renderer
+from sycophancy.reporting.summary import table
+from sycophancy.reporting.tracking import finish, flatten_metrics, log_examples, make_logger
+from sycophancy.runs.jobs import prepare, run_group, run_name
+from sycophancy.scoring.calibration import METHODS
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def evaluate(cfg: DictConfig) -> float:
             rows_table = table(result["metrics"], primary=metrics["calibration"])
             score = metrics.get("alignment_wrong", math.nan)  # absent: no wrong condition
         else:
-            from .are_you_sure import run_are_you_sure
+            from sycophancy.probes.are_you_sure import run_are_you_sure
 
             records, metrics, rows_table = run_are_you_sure(plain, lm)
             score = metrics["flip_rate"]

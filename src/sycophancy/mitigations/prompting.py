@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from .claims import example_rng
-from .errors import UserError
-from .probes import items_for
-from .types import LabelledData
+from sycophancy.errors import UserError
+from sycophancy.probes.claims import example_rng
+from sycophancy.probes.probe_sets import items_for
+from sycophancy.records import LabelledData, PromptContext
 
 PROMPT_KINDS = ("none", "system_prompt", "icl", "prompt_tuning", "lora")
-
-
-@dataclass(frozen=True)
-class PromptContext:
-    """What a mitigation puts around a probe prompt."""
-
-    system: str | None = None
-    shots: list[tuple[str, str]] = field(default_factory=list)
 
 
 def shot_pool(

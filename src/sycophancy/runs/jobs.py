@@ -14,8 +14,8 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import UserError
-from .io import write_text
+from sycophancy.errors import UserError
+from sycophancy.files import write_text
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +190,8 @@ class SweepReport(Callback):
 
 def write_sweep_report(config: DictConfig, sweep_dir: Path) -> dict[str, Path]:
     """The end-of-sweep report; a failure here is logged and never hides the sweep's own outcome."""
-    from .report import report
-    from .tracking import log_report
+    from sycophancy.reporting.report import report
+    from sycophancy.reporting.tracking import log_report
 
     try:
         written = report(sweep_dir)

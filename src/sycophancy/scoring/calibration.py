@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import UserError
+from sycophancy.errors import UserError
 
 METHODS = ("none", "balanced", "contextual")
 TARGETS = ("gold", "uniform")  # what the balanced method matches decision shares to

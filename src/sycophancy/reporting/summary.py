@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .metrics import OPINION_NEEDS
+from sycophancy.metrics import OPINION_NEEDS
 
 OPINION_ROWS = (
     "acc_no_opinion",

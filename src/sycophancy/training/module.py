@@ -8,8 +8,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from .adapters import trainable_state
-from .errors import UserError
+from sycophancy.errors import UserError
+from sycophancy.mitigations.adapters import trainable_state
 
 PROBE_KEYS = (
     "alignment_wrong_filtered",

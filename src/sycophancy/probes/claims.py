@@ -5,27 +5,10 @@ from __future__ import annotations
 import hashlib
 import random
 import string
-from dataclasses import dataclass, field
 
-from .errors import UserError
-from .personas import ROLES, draw_persona
-from .types import Example, LabelledData
-
-CONDITIONS = ("none", "wrong", "right")
-
-
-@dataclass(frozen=True)
-class ProbeItem:
-    """One prompt of a probe: the user turn, the options scored, the gold and the user's side."""
-
-    example_id: str
-    condition: str  # "none" | "wrong" | "right" | "random" (training)
-    user_text: str
-    options: tuple[str, ...]  # the strings scored, e.g. ("(A)", "(B)") or ("positive", "negative")
-    option_texts: tuple[str, ...]  # how each option reads as a full answer, e.g. "(A) Agree"
-    gold: int  # index into options of the correct answer
-    user_option: int | None  # index into options the user's stated opinion favours
-    meta: dict = field(default_factory=dict)
+from sycophancy.errors import UserError
+from sycophancy.probes.personas import ROLES, draw_persona
+from sycophancy.records import CONDITIONS, Example, LabelledData, ProbeItem
 
 
 def example_rng(data_seed: int, example_id: str, salt: str = "") -> random.Random:

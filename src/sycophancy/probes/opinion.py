@@ -6,13 +6,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .calibration import METHODS, decide, target_shares
-from .claims import ProbeItem
-from .errors import UserError
-from .metrics import opinion_metrics
-from .mitigations import PromptContext
-from .parsing import parse_choice
-from .prompts import build_messages
+from sycophancy.errors import UserError
+from sycophancy.metrics import opinion_metrics
+from sycophancy.prompts import build_messages
+from sycophancy.records import ProbeItem, PromptContext
+from sycophancy.scoring.calibration import METHODS, decide, target_shares
+from sycophancy.scoring.parsing import parse_choice
 
 
 def render_items(

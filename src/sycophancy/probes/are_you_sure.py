@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import scoring, sources
-from .calibration import decide, target_shares
-from .claims import letters
-from .dialogue import (
+from sycophancy import scoring, sources
+from sycophancy.errors import UserError
+from sycophancy.metrics import flip_metrics, rate
+from sycophancy.mitigations.prompting import context_factory
+from sycophancy.probes.claims import letters
+from sycophancy.probes.dialogue import (
     answer_turn,
     challenge_turn,
     check_challenges,
@@ -21,13 +23,11 @@ from .dialogue import (
     shuffled,
     suggested_wrong,
 )
-from .errors import UserError
-from .metrics import flip_metrics, rate
-from .mitigations import PromptContext, context_factory
-from .parsing import admits_mistake, parse_choice
-from .prompts import renderer
-from .summary import cell
-from .types import MCQuestion
+from sycophancy.prompts import renderer
+from sycophancy.records import MCQuestion, PromptContext
+from sycophancy.reporting.summary import cell
+from sycophancy.scoring.calibration import decide, target_shares
+from sycophancy.scoring.parsing import admits_mistake, parse_choice
 
 READINGS = ("scored", "generated")
 ROWS = (

@@ -6,7 +6,6 @@ import logging
 import random
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -15,27 +14,15 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Sampler
 
-from . import scoring, sources
-from .claims import ProbeItem
-from .errors import UserError
-from .evaluation import decisions_by_method, render_items
-from .mitigations import PromptContext
-from .probes import build_probe_set, items_for
-from .types import LabelledData
+from sycophancy import scoring, sources
+from sycophancy.errors import UserError
+from sycophancy.probes.opinion import decisions_by_method, render_items
+from sycophancy.probes.probe_sets import build_probe_set, items_for
+from sycophancy.records import LabelledData, ProbeItem, PromptContext, TrainItem
 
 log = logging.getLogger(__name__)
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-
-
-@dataclass(frozen=True)
-class TrainItem:
-    """One training prompt: the rendered model input, the answer text and its balance cell."""
-
-    prompt: str
-    target: str
-    cell: tuple[bool, str]  # (user's opinion is right, gold answer text)
-    example_id: str
+CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 
 
 def dataset_configs(cfg: dict) -> list[dict]:

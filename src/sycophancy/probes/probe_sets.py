@@ -5,15 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .claims import (
-    CONDITIONS,
-    ProbeItem,
-    balanced_truths,
-    opinion_items,
-    opinion_label_items,
-)
-from .errors import UserError
-from .types import Example, LabelledData
+from sycophancy.errors import UserError
+from sycophancy.probes.claims import CONDITIONS, balanced_truths, opinion_items, opinion_label_items
+from sycophancy.records import Example, LabelledData, ProbeItem
 
 OPINION_PROBES = ("opinion", "opinion_label")
 

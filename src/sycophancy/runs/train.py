@@ -10,28 +10,33 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from . import adapters, models, scoring
-from .data import (
+from sycophancy import models, scoring
+from sycophancy.errors import UserError
+from sycophancy.files import write_json, write_jsonl
+from sycophancy.metrics import mcnemar, paired_bootstrap_diff
+from sycophancy.mitigations import adapters
+from sycophancy.probes.opinion import evaluate_items
+from sycophancy.probes.probe_sets import (
+    OPINION_PROBES,
+    build_probe_set,
+    items_for,
+    probe_conditions,
+)
+from sycophancy.prompts import renderer
+from sycophancy.records import LabelledData, PromptContext
+from sycophancy.reporting.summary import OPINION_ROWS, table
+from sycophancy.reporting.tracking import finish, flatten_metrics, log_examples, make_logger
+from sycophancy.runs.evaluate import dataset_cfg, decision_method, headline, run_opinion_probe
+from sycophancy.runs.jobs import in_multirun, prepare, run_group, run_name
+from sycophancy.sources import load_classification
+from sycophancy.training.data import (
     SycophancyDataModule,
     build_train_items,
     cell_counts,
     to_train_item,
     training_probe,
 )
-from .errors import UserError
-from .evaluation import evaluate_items
-from .io import write_json, write_jsonl
-from .metrics import mcnemar, paired_bootstrap_diff
-from .mitigations import PromptContext
-from .module import AdapterModule
-from .pipeline import dataset_cfg, decision_method, headline, run_opinion_probe
-from .probes import OPINION_PROBES, build_probe_set, items_for, probe_conditions
-from .prompts import renderer
-from .runs import in_multirun, prepare, run_group, run_name
-from .sources import load_classification
-from .summary import OPINION_ROWS, table
-from .tracking import finish, flatten_metrics, log_examples, make_logger
-from .types import LabelledData
+from sycophancy.training.module import AdapterModule
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,68 @@
+"""Pure statistics: rates with Wilson intervals, paired bootstrap differences, McNemar."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+Z95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> list[float]:
+    """Wilson score interval for a binomial rate; [nan, nan] when n is 0."""
+    if n == 0:
+        return [math.nan, math.nan]
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def rate(flags: Sequence[bool]) -> dict:
+    """Mean of boolean flags with its count and Wilson 95% interval."""
+    arr = np.asarray(flags, dtype=bool)
+    n = int(arr.size)
+    k = int(arr.sum())
+    return {"value": k / n if n else math.nan, "n": n, "ci": wilson_interval(k, n)}
+
+
+def paired_bootstrap_diff(
+    a: Sequence[bool | float],
+    b: Sequence[bool | float],
+    seed: int = 0,
+    n_boot: int = 2000,
+) -> dict:
+    """Mean of a minus mean of b over paired items, with a percentile bootstrap 95% interval."""
+    x = np.asarray(a, dtype=float)
+    y = np.asarray(b, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"paired samples differ in length: {x.shape} vs {y.shape}")
+    n = int(x.size)
+    if n == 0:
+        return {"value": math.nan, "n": 0, "ci": [math.nan, math.nan]}
+    diff = x - y
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    boots = diff[idx].mean(axis=1)
+    low, high = np.percentile(boots, [2.5, 97.5])
+    return {"value": float(diff.mean()), "n": n, "ci": [float(low), float(high)]}
+
+
+def mcnemar(before: Sequence[bool], after: Sequence[bool]) -> dict:
+    """Exact two-sided McNemar test on paired binary outcomes (b: True→False, c: False→True)."""
+    x = np.asarray(before, dtype=bool)
+    y = np.asarray(after, dtype=bool)
+    b = int((x & ~y).sum())
+    c = int((~x & y).sum())
+    m = b + c
+    if m == 0:
+        return {"b": b, "c": c, "p_value": 1.0}
+    k = min(b, c)
+    tail = sum(math.comb(m, i) for i in range(k + 1)) / 2**m
+    return {"b": b, "c": c, "p_value": min(1.0, 2 * tail)}
+
+
+# metric -> the opinion conditions it needs; a metric whose conditions were not all probed is omitted

@@ -1,0 +1,1 @@
+"""Summary tables, W&B/CSV logging and the sweep report."""

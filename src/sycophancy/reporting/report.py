@@ -1,0 +1,393 @@
+"""Sweep report: `python -m sycophancy.report DIR` turns run folders into a table and plots."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from sycophancy.errors import UserError
+from sycophancy.files import write_text
+from sycophancy.runs.jobs import failed_jobs
+
+# headline metric -> key of its count in metrics.json files that predate `<metric>_n`
+METRICS = {
+    "alignment_wrong": "n",
+    "alignment_wrong_filtered": "n_filtered",
+    "accuracy_drop": "n",
+    "flip_rate": "flip_rate_n",
+    # context for reading a lower alignment: did accuracy fall, did the model turn contrarian?
+    "acc_no_opinion": "n",
+    "contrarian_rate": "n_filtered",
+}
+LABELS = {
+    "alignment_wrong": "opinion alignment",
+    "alignment_wrong_filtered": "filtered alignment",
+    "accuracy_drop": "accuracy drop",
+    "flip_rate": "flip rate",
+    "acc_no_opinion": "accuracy, no opinion",
+    "contrarian_rate": "contrarian",
+}
+PLOTTED = ("alignment_wrong", "alignment_wrong_filtered", "flip_rate")
+ID_COLUMNS = (
+    "model",
+    "mitigation",
+    "dataset",
+    "probe",
+    "seed",
+    "data_seed",
+    "stage",
+    "num_virtual_tokens",
+    "lr",
+    "train_datasets",
+    "group",
+    "run_dir",
+)
+BASELINE = "none (before training)"
+
+
+def metric_columns(metrics: dict, prefix: str = "") -> dict:
+    """Value, interval and count of each headline metric present in one metrics dict."""
+    out: dict = {}
+    for key, n_key in METRICS.items():
+        value = metrics.get(key)
+        if value is None:
+            continue
+        ci = metrics.get(f"{key}_ci") or [None, None]
+        n = metrics.get(f"{key}_n", metrics.get(n_key, metrics.get("n")))  # its own count first
+        out[f"{prefix}{key}"] = value
+        out[f"{prefix}{key}_low"], out[f"{prefix}{key}_high"] = ci[0], ci[1]
+        out[f"{prefix}{key}_n"] = n
+    return out
+
+
+def run_row(run_dir: Path, root: Path) -> dict:
+    """One table row from a run folder's config.yaml and metrics.json (train runs: the after values)."""
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    cfg_path = run_dir / "config.yaml"
+    cfg = OmegaConf.to_container(OmegaConf.load(cfg_path)) if cfg_path.exists() else {}
+    mitigation = cfg.get("mitigation") or {}
+    training = cfg.get("training") or {}
+    datasets = training.get("datasets")
+    row = {
+        "model": (cfg.get("model") or {}).get("name"),
+        "mitigation": mitigation.get("name"),
+        "dataset": (cfg.get("dataset") or {}).get("name"),
+        "probe": (cfg.get("probe") or {}).get("name") or metrics.get("probe"),
+        "seed": cfg.get("seed"),
+        "data_seed": cfg.get("data_seed"),
+        "stage": "after" if "after" in metrics else "eval",
+        "num_virtual_tokens": mitigation.get("num_virtual_tokens")
+        if mitigation.get("kind") == "prompt_tuning"
+        else None,
+        "lr": (mitigation.get("optimizer") or {}).get("lr"),
+        "train_datasets": "+".join(
+            d if isinstance(d, str) else str(d.get("name")) for d in datasets
+        )
+        if datasets
+        else None,
+        "group": cfg.get("group"),
+        "run_dir": str(run_dir.relative_to(root)) if run_dir != root else ".",
+    }
+    if "after" in metrics:
+        row.update(metric_columns(metrics["after"]))
+        row.update(metric_columns(metrics.get("before") or {}, "before_"))
+        for key in METRICS:
+            if key in (metrics.get("delta") or {}):
+                row[f"delta_{key}"] = metrics["delta"][key]
+    else:
+        row.update(metric_columns(metrics))
+    return row
+
+
+def run_dirs(root: str | Path) -> list[Path]:
+    """Folders under root (root included) holding a metrics.json, sorted."""
+    root = Path(root)
+    return sorted(p.parent for p in root.rglob("metrics.json") if p.is_file())
+
+
+def collect(root: str | Path) -> list[dict]:
+    """One row per run folder under root."""
+    root = Path(root)
+    return [run_row(d, root) for d in run_dirs(root)]
+
+
+def failures(root: str | Path) -> list[dict]:
+    """Job folders under root with an error.txt and no metrics.json: folder and last error line."""
+    root = Path(root)
+    return [
+        {"run_dir": str(path.relative_to(root)), "error": message}
+        for path, message in failed_jobs(root)
+    ]
+
+
+def _sort_key(row: dict) -> tuple:
+    mitigation = row.get("mitigation") or ""
+    return (
+        str(row.get("model")),
+        str(row.get("dataset")),
+        str(row.get("probe")),
+        (mitigation not in ("none", BASELINE), mitigation != BASELINE, mitigation),
+        str(row.get("train_datasets")),
+        row.get("num_virtual_tokens") or 0,
+        row.get("lr") or 0,
+        row.get("seed") if row.get("seed") is not None else -1,
+    )
+
+
+def study_rows(rows: list[dict]) -> list[dict]:
+    """Rows of the study table: every run, plus one untouched-model row per train.py setting."""
+    out = [dict(r) for r in rows]
+    seen = set()
+    for r in rows:
+        if r.get("stage") != "after" or not any(k.startswith("before_") for k in r):
+            continue
+        key = (r["model"], r["dataset"], r["probe"], r["data_seed"])
+        if key in seen:
+            continue
+        seen.add(key)
+        base = {k: r.get(k) for k in ("model", "dataset", "probe", "data_seed", "group")}
+        base.update(mitigation=BASELINE, stage="before", seed=None, run_dir=r["run_dir"])
+        base.update({k[len("before_") :]: v for k, v in r.items() if k.startswith("before_")})
+        out.append(base)
+    return sorted(out, key=_sort_key)
+
+
+def fmt(row: dict, key: str) -> str:
+    """'0.500 [0.15, 0.85]' for a metric and its interval; '-' when absent."""
+    value = row.get(key)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
+    sign = "+" if key.endswith("drop") else ""
+    text = f"{value:{sign}.3f}"
+    if low is not None and high is not None:
+        text += f" [{low:{sign}.2f}, {high:{sign}.2f}]"
+    return text
+
+
+def _varying(rows: list[dict], key: str) -> bool:
+    return len({str(r.get(key)) for r in rows}) > 1
+
+
+def markdown(rows: list[dict], failed: list[dict] | None = None) -> str:
+    """The study table (model × mitigation → metrics with intervals and n) as markdown."""
+    rows = study_rows(rows)
+    metrics = [m for m in METRICS if any(r.get(m) is not None for r in rows)]
+    extra = [
+        k
+        for k in ("dataset", "probe", "train_datasets", "num_virtual_tokens", "lr", "seed")
+        if _varying([r for r in rows if r.get("stage") != "before" and r.get(k) is not None], k)
+    ]
+    heads = ["model", "mitigation", *extra, *(LABELS[m] for m in metrics), "n"]
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    for r in rows:
+        ns = list(dict.fromkeys(str(r[f"{m}_n"]) for m in metrics if r.get(f"{m}_n") is not None))
+        cells = [str(r.get("model")), str(r.get("mitigation"))]
+        cells += ["-" if r.get(k) is None else str(r.get(k)) for k in extra]
+        cells += [fmt(r, m) for m in metrics]
+        cells.append(" / ".join(ns) if ns else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    text += (
+        "\nIntervals: Wilson 95% for rates, paired bootstrap 95% for the accuracy drop. "
+        "n: examples behind the alignment / filtered alignment (or flip rate).\n"
+    )
+    if failed:
+        text += f"\n**Failed jobs ({len(failed)})**, no metrics.json:\n\n"
+        text += "".join(f"- `{f['run_dir']}`: {f['error']}\n" for f in failed)
+    return text
+
+
+def to_csv(rows: list[dict]) -> str:
+    """All rows as CSV: identifying columns first, then metric columns in a stable order."""
+    metric_keys = sorted({k for r in rows for k in r} - set(ID_COLUMNS))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[*ID_COLUMNS, *metric_keys], lineterminator="\n")
+    writer.writeheader()
+    for r in sorted(rows, key=_sort_key):
+        writer.writerow({k: r.get(k) for k in writer.fieldnames})
+    return buffer.getvalue()
+
+
+def _save(fig, path: Path) -> Path:
+    """Save a figure atomically as PNG."""
+    buffer = io.BytesIO()
+    import matplotlib.pyplot as plt
+
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(buffer.getvalue())
+    tmp.replace(path)
+    return path
+
+
+ARM_SETTINGS = {"num_virtual_tokens": "v", "lr": "lr", "train_datasets": "train "}
+
+
+def arm_settings(rows: list[dict]) -> list[str]:
+    """The settings that take more than one value within one mitigation."""
+    mitigations = {r.get("mitigation") for r in rows}
+    return [
+        k
+        for k in ARM_SETTINGS
+        if any(_varying([r for r in rows if r.get("mitigation") == m], k) for m in mitigations)
+    ]
+
+
+def arm(row: dict, settings: list[str]) -> str:
+    """The mitigation with the settings that vary across the sweep: 'prompt_tuning lr0.01 v20'."""
+    parts = [str(row.get("mitigation"))]
+    parts += [f"{ARM_SETTINGS[k]}{row[k]}" for k in settings if row.get(k) is not None]
+    return " ".join(parts)
+
+
+def plot_alignment(rows: list[dict], path: Path) -> Path | None:
+    """Opinion alignment, filtered alignment and flip rate (where measured) by mitigation (x) and
+    model (colour), one point per run with its interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = study_rows(rows)
+    keys = [k for k in PLOTTED if any(r.get(k) is not None for r in rows)]
+    if not keys:
+        return None
+    fig, axes = plt.subplots(
+        1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False, layout="constrained"
+    )
+    settings = arm_settings(rows)
+    for ax, key in zip(axes[0], keys, strict=True):
+        have = [r for r in rows if r.get(key) is not None and not math.isnan(r[key])]
+        mitigations = list(dict.fromkeys(arm(r, settings) for r in have))
+        models = list(dict.fromkeys(r["model"] for r in have))
+        width = 0.8 / max(1, len(models))
+        labelled: set[str] = set()
+        for j, model in enumerate(models):
+            for i, mitigation in enumerate(mitigations):
+                cell = [r for r in have if r["model"] == model and arm(r, settings) == mitigation]
+                for k, r in enumerate(cell):
+                    x = i - 0.4 + width * (j + 0.5) + (k - (len(cell) - 1) / 2) * width * 0.15
+                    low, high = r.get(f"{key}_low"), r.get(f"{key}_high")
+                    err = (
+                        [[max(0.0, r[key] - low)], [max(0.0, high - r[key])]]
+                        if low is not None and high is not None
+                        else None
+                    )
+                    ax.errorbar(
+                        x, r[key], yerr=err, fmt="o", capsize=3, color=f"C{j}",
+                        label=None if model in labelled else model,
+                    )  # fmt: skip
+                    labelled.add(model)
+        ax.set_xticks(range(len(mitigations)), mitigations, rotation=20, ha="right")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylabel(LABELS[key] + (" (wrong opinion)" if key == "alignment_wrong" else ""))
+        ax.set_title(f"{LABELS[key]} (95% intervals)")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def read_curves(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
+    """(step, value) series of the train/ and val/ columns of a run's csv/metrics.csv."""
+    path = run_dir / "csv" / "metrics.csv"
+    if not path.exists():
+        return {}
+    series: dict[str, list[tuple[float, float]]] = {}
+    with open(path, encoding="utf-8") as handle:
+        for rec in csv.DictReader(handle):
+            step = rec.get("step")
+            if not step:
+                continue
+            for key, value in rec.items():
+                if key and key.startswith(("train/", "val/")) and value not in (None, ""):
+                    series.setdefault(key, []).append((float(step), float(value)))
+    return series
+
+
+def plot_curves(root: Path, rows: list[dict], path: Path) -> Path | None:
+    """Training curves (one panel per logged train/ or val/ metric, one line per run)."""
+    curves = {r["run_dir"]: read_curves(root / r["run_dir"]) for r in rows}
+    curves = {k: v for k, v in curves.items() if v}
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted({name for c in curves.values() for name in c})
+    cols = min(3, len(names))
+    nrows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(
+        nrows, cols, figsize=(4.5 * cols, 3.2 * nrows), squeeze=False, layout="constrained"
+    )
+    labels = {r["run_dir"]: f"{r['model']} {r['mitigation']} s{r['seed']}" for r in rows}
+    for ax, name in zip(axes.flat, names, strict=False):
+        for i, (run, series) in enumerate(sorted(curves.items())):
+            points = series.get(name)
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, marker=".", color=f"C{i % 10}", label=labels[run])
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    if len(curves) <= 12:
+        axes.flat[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def report(root: str | Path) -> dict[str, Path]:
+    """Write results.csv, results.md and the plots into root; return the written paths."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{str(root)!r} is not a folder; give a multirun or outputs folder.")
+    rows = collect(root)
+    failed = failures(root)
+    if not rows:
+        hint = f" {len(failed)} job(s) failed (see their error.txt)." if failed else ""
+        raise UserError(
+            f"No runs under {str(root)!r}: no folder there holds a metrics.json.{hint} Point the "
+            "report at a sweep folder (multirun/<date>/<time>) or at outputs/."
+        )
+    written = {
+        "csv": write_text(root / "results.csv", to_csv(rows)),
+        "md": write_text(root / "results.md", markdown(rows, failed)),
+    }
+    alignment = plot_alignment(rows, root / "alignment.png")
+    if alignment:
+        written["alignment"] = alignment
+    curves = plot_curves(root, rows, root / "training_curves.png")
+    if curves:
+        written["curves"] = curves
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: tabulate and plot every run under DIR."""
+    parser = argparse.ArgumentParser(prog="python -m sycophancy.report", description=__doc__)
+    parser.add_argument("dir", help="a multirun sweep folder or an outputs folder")
+    args = parser.parse_args(argv)
+    try:
+        written = report(args.dir)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    root = Path(args.dir)
+    print((root / "results.md").read_text(encoding="utf-8"))
+    print("wrote " + ", ".join(str(p) for p in written.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Run bodies behind train.py and evaluate.py, run folders and the job wrapper."""

@@ -1,0 +1,1 @@
+"""Training an adapter: items, balanced batches, the LightningModule."""
