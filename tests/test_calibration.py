@@ -10,15 +10,11 @@ import yaml
 
 from sycophancy.errors import UserError
 from sycophancy.probes.are_you_sure import decide_by_group
-from sycophancy.probes.opinion import (
-    decision_targets,
-    decisions_by_method,
-    evaluate_items,
-    metrics_for,
-)
+from sycophancy.probes.opinion import evaluate_items, metrics_for
 from sycophancy.probes.probe_sets import ProbeSet, build_probe_set
 from sycophancy.records import Example, LabelledData, ProbeItem, PromptContext
 from sycophancy.scoring.calibration import decide, log_normalise, target_counts
+from sycophancy.scoring.decisions import decision_targets, decisions_by_method
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ import pytest
 from helpers import run_script
 from safetensors.torch import load_file
 
-from sycophancy.training.data import BalancedSampler
+from sycophancy.training.batches import BalancedSampler
 
 CELLS = [(right, gold) for right in (True, False) for gold in ("positive", "negative")] * 10
 

@@ -15,7 +15,7 @@ from peft import PromptTuningConfig, TaskType, get_peft_model
 from sycophancy.errors import UserError
 from sycophancy.models import load_model
 from sycophancy.scoring import generate, score_options
-from sycophancy.training import data
+from sycophancy.training import batches
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
 SHORT = "Is the sky blue? Answer:"
@@ -91,7 +91,7 @@ COLLIDING = [
 def teacher_forced(lm, prompt: str, option: str, start: int, stop: int) -> float:
     """Sum of the log-probs of the option's tokens start..stop-1, one unpadded forward pass each,
     on the tokens training feeds (data.encode)."""
-    context, target = data.encode(lm, prompt, option)
+    context, target = batches.encode(lm, prompt, option)
     total = 0.0
     for j in range(start, stop):
         with torch.inference_mode():
@@ -133,8 +133,8 @@ def test_colliding_options_do_not_depend_on_padding_or_batching(lm):
 
 def test_options_with_distinct_first_tokens_keep_the_one_pass_scores_exactly(lm):
     options = ["positive", "negative", "maybe"]  # p, n, m: one token each tells them apart
-    context = data.encode(lm, SHORT, "x")[0]
-    firsts = [data.encode(lm, SHORT, o)[1][0] for o in options]
+    context = batches.encode(lm, SHORT, "x")[0]
+    firsts = [batches.encode(lm, SHORT, o)[1][0] for o in options]
     ids, mask = torch.tensor([context]), torch.ones(1, len(context), dtype=torch.long)
     with torch.inference_mode():
         if lm.family == "seq2seq":

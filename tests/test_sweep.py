@@ -15,8 +15,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from sycophancy.errors import UserError
+from sycophancy.files import ERROR_FILE
 from sycophancy.reporting import report
-from sycophancy.runs.jobs import ERROR_FILE, cli, failed_jobs
+from sycophancy.reporting.report import failed_jobs
+from sycophancy.runs.jobs import cli
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -125,6 +127,7 @@ def test_a_multirun_job_leaves_the_environment_as_it_found_it(tmp_path, monkeypa
     monkeypatch.setattr(runs, "in_multirun", lambda: True)
     monkeypatch.setattr(runs, "hydra_output_dir", lambda: tmp_path)
     monkeypatch.setenv("SYCOPHANCY_TEST_KEEP", "1")
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)  # an earlier test in this process may set it
 
     @cli
     def job():

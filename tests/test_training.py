@@ -18,11 +18,13 @@ from sycophancy import models, scoring
 from sycophancy.errors import UserError
 from sycophancy.files import read_jsonl
 from sycophancy.mitigations import adapters
+from sycophancy.probes import training_items
+from sycophancy.probes.training_items import build_train_items
 from sycophancy.prompts import renderer
+from sycophancy.records import TrainItem
 from sycophancy.runs.evaluate import headline
 from sycophancy.runs.train import paired_deltas
-from sycophancy.training import data
-from sycophancy.training.data import SycophancyDataModule, balanced_batches, build_train_items
+from sycophancy.training.batches import SycophancyDataModule, balanced_batches
 from sycophancy.training.module import AdapterModule, answer_loss
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -75,7 +77,7 @@ def test_filtration_keeps_only_examples_right_without_opinion(tmp_path, monkeypa
 
     monkeypatch.setattr(scoring, "score_options", fake_scores)
     items, stats = build_train_items(plain, lm, render, "balanced")
-    split = data.train_split(data.dataset_configs(plain)[0], 16)
+    split = training_items.train_split(training_items.dataset_configs(plain)[0], 16)
     gold = {ex.id: split.label_names[ex.label] for ex in split.examples}
     expected = {
         ex.id
@@ -100,7 +102,7 @@ def tiny_module(family: str, lr: float = 0.3, kind: str = "prompt_tuning"):
     }
     tuned = adapters.add_adapter(lm, mitigation, seed=0)
     rows = [("Review: great film.", "positive"), ("Review: awful film.", "negative")] * 4
-    items = [data.TrainItem(p, t, (i % 4 < 2, t), str(i)) for i, (p, t) in enumerate(rows)]
+    items = [TrainItem(p, t, (i % 4 < 2, t), str(i)) for i, (p, t) in enumerate(rows)]
     dm = SycophancyDataModule(tuned, items, items[:4], batch_size=4, batches_per_epoch=2)
     return lm, tuned, AdapterModule(tuned, {"mitigation": mitigation}), dm
 
@@ -263,8 +265,7 @@ def distinct_datamodule(lm) -> SycophancyDataModule:
     """Eight distinct prompts, two per balance cell: two batches of four per epoch."""
     labels = ["positive", "negative"] * 4
     items = [
-        data.TrainItem(f"Review {i}: a film.", t, (i % 4 < 2, t), str(i))
-        for i, t in enumerate(labels)
+        TrainItem(f"Review {i}: a film.", t, (i % 4 < 2, t), str(i)) for i, t in enumerate(labels)
     ]
     return SycophancyDataModule(lm, items, items[:4], batch_size=4, batches_per_epoch=2)
 

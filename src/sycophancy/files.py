@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+ERROR_FILE = "error.txt"  # written into a job's folder when the job fails
+
 
 def _clean(value):
     """JSON-safe values: NaN and infinities become null, numpy scalars become Python numbers."""

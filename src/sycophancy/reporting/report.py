@@ -13,8 +13,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from sycophancy.errors import UserError
-from sycophancy.files import write_text
-from sycophancy.runs.jobs import failed_jobs
+from sycophancy.files import ERROR_FILE, write_text
 
 # headline metric -> key of its count in metrics.json files that predate `<metric>_n`
 METRICS = {
@@ -116,6 +115,16 @@ def collect(root: str | Path) -> list[dict]:
     """One row per run folder under root."""
     root = Path(root)
     return [run_row(d, root) for d in run_dirs(root)]
+
+
+def failed_jobs(sweep_dir: str | Path) -> list[tuple[Path, str]]:
+    """Job folders under a sweep folder with an error.txt and no metrics.json, with the error's last line."""
+    out = []
+    for err in sorted(Path(sweep_dir).rglob(ERROR_FILE)):
+        if not (err.parent / "metrics.json").exists():
+            lines = [ln for ln in err.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            out.append((err.parent, lines[-1] if lines else "(empty error.txt)"))
+    return out
 
 
 def failures(root: str | Path) -> list[dict]:

@@ -11,11 +11,10 @@ import time
 import traceback
 from pathlib import Path
 
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from sycophancy.errors import UserError
-from sycophancy.files import write_text
+from sycophancy.files import ERROR_FILE, write_text
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +77,6 @@ def run_group(cfg: dict) -> str | None:
 
         return str(HydraConfig.get().sweep.dir)
     return None
-
-
-ERROR_FILE = "error.txt"  # written into a multirun job's folder when the job fails
 
 
 def in_multirun() -> bool:
@@ -154,54 +150,3 @@ def _job_failed(exc: Exception) -> float:
     path = record_failure(exc, job_dir)
     log.error("job failed, the sweep goes on (%s): %s: %s", path, type(exc).__name__, exc)
     return float("nan")
-
-
-def failed_jobs(sweep_dir: str | Path) -> list[tuple[Path, str]]:
-    """Job folders under a sweep folder with an error.txt and no metrics.json, with the error's last line."""
-    out = []
-    for err in sorted(Path(sweep_dir).rglob(ERROR_FILE)):
-        if not (err.parent / "metrics.json").exists():
-            lines = [ln for ln in err.read_text(encoding="utf-8").splitlines() if ln.strip()]
-            out.append((err.parent, lines[-1] if lines else "(empty error.txt)"))
-    return out
-
-
-class SweepReport(Callback):
-    """Hydra callback: after a multirun, write the report (results table and plots) into the sweep
-    folder, upload it to W&B when the sweep logs there, list the failed jobs and exit with status 1 if
-    any failed."""
-
-    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        write_sweep_report(config, sweep_dir)
-        failed = failed_jobs(sweep_dir)
-        if not failed:
-            return
-        lines = [
-            f"{len(failed)} job(s) of the sweep in {sweep_dir} failed; the others' results are kept:"
-        ]
-        lines += [f"  {path}: {message}" for path, message in failed]
-        lines.append(
-            f"Details in each job's {ERROR_FILE}; `python -m sycophancy.report {sweep_dir}` tabulates the rest."
-        )
-        print("\n".join(lines), file=sys.stderr)
-        sys.exit(1)
-
-
-def write_sweep_report(config: DictConfig, sweep_dir: Path) -> dict[str, Path]:
-    """The end-of-sweep report; a failure here is logged and never hides the sweep's own outcome."""
-    from sycophancy.reporting.report import report
-    from sycophancy.reporting.tracking import log_report
-
-    try:
-        written = report(sweep_dir)
-    except UserError as exc:  # no run finished: the failure list below says why
-        log.warning("no report for %s: %s", sweep_dir, exc)
-        return {}
-    except Exception as exc:
-        log.warning("writing the report for %s failed: %s", sweep_dir, exc)
-        return {}
-    print(f"report: {', '.join(str(p) for p in written.values())}")
-    logger_cfg = OmegaConf.to_container(config.get("logger") or {}, resolve=True)
-    log_report(logger_cfg, sweep_dir, config.get("group") or str(sweep_dir), written)
-    return written

@@ -22,6 +22,7 @@ from sycophancy.probes.probe_sets import (
     items_for,
     probe_conditions,
 )
+from sycophancy.probes.training_items import build_train_items, to_train_item, training_probe
 from sycophancy.prompts import renderer
 from sycophancy.records import LabelledData, PromptContext
 from sycophancy.reporting.summary import OPINION_ROWS, table
@@ -29,13 +30,7 @@ from sycophancy.reporting.tracking import finish, flatten_metrics, log_examples,
 from sycophancy.runs.evaluate import dataset_cfg, decision_method, headline, run_opinion_probe
 from sycophancy.runs.jobs import in_multirun, prepare, run_group, run_name
 from sycophancy.sources import load_classification
-from sycophancy.training.data import (
-    SycophancyDataModule,
-    build_train_items,
-    cell_counts,
-    to_train_item,
-    training_probe,
-)
+from sycophancy.training.batches import SycophancyDataModule, cell_counts
 from sycophancy.training.module import AdapterModule
 
 log = logging.getLogger(__name__)
