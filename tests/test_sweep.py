@@ -127,7 +127,9 @@ def test_a_multirun_job_leaves_the_environment_as_it_found_it(tmp_path, monkeypa
     monkeypatch.setattr(runs, "in_multirun", lambda: True)
     monkeypatch.setattr(runs, "hydra_output_dir", lambda: tmp_path)
     monkeypatch.setenv("SYCOPHANCY_TEST_KEEP", "1")
-    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)  # an earlier test in this process may set it
+    monkeypatch.delenv(
+        "PL_GLOBAL_SEED", raising=False
+    )  # an earlier test in this process may set it
 
     @cli
     def job():

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sycophancy.errors import UserError
 from sycophancy.files import ERROR_FILE, write_text
+from sycophancy.schema import check_run_config
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def prepare(cfg: DictConfig, write: bool = True) -> tuple[dict, Path]:
             f"line, e.g. `{missing[0]}=...`."
         )
     plain = OmegaConf.to_container(cfg, resolve=True)
+    check_run_config(plain)
     run_dir = Path(
         plain.get("output_dir")
         or hydra_output_dir()
