@@ -81,3 +81,13 @@ def test_a_bad_value_stops_the_run_before_the_model_loads(tmp_path, monkeypatch)
     with pytest.raises(UserError, match="dataset.limit"):
         evaluate(cfg)
     assert not Path(tmp_path / "metrics.json").exists()
+
+
+def test_result_files_get_the_permissions_of_ordinary_files(tmp_path):
+    from sycophancy.files import write_json
+
+    path = write_json(tmp_path / "metrics.json", {"a": 1})
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")  # what the umask gives an ordinary file (mkstemp alone gives 0600)
+    assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+    assert path.stat().st_mode & 0o044  # collaborators can read it
