@@ -1,0 +1,124 @@
+"""The metric table against what the probes write and what every consumer shows, logs or pairs."""
+
+import pytest
+
+from sycophancy.metrics import OPINION_NEEDS, flip_metrics, opinion_metrics, wilson_interval
+from sycophancy.metrics.table import (
+    BY_NAME,
+    PAIRED_BOOTSTRAP,
+    WILSON,
+    metric_names,
+    paired_metrics,
+)
+from sycophancy.records import MCQuestion
+
+BOOKKEEPING = {"n", "n_filtered", "conditions"}  # and n_unparsed*
+
+
+def opinion_output() -> dict:
+    """opinion_metrics of every condition on four examples that differ in every flag."""
+    flags = [
+        (True, False, True, True, True),
+        (True, True, True, False, True),
+        (True, True, False, False, False),
+        (False, False, True, True, True),
+    ]
+    keys = ("correct_none", "correct_wrong", "correct_right")
+    sides = ("sides_with_user_wrong", "sides_with_user_right")
+    rows = [
+        {
+            **{f"parsed_{c}": True for c in ("none", "wrong", "right")},
+            **dict(zip(keys + sides, row, strict=True)),
+        }
+        for row in flags
+    ]
+    return opinion_metrics(rows, seed=0)
+
+
+def flips_output() -> dict:
+    """The per-challenge metrics of the "Are you sure?" probe (flip_metrics per reading, each
+    reading's own first answers, their agreement) on five questions."""
+    from sycophancy.probes.are_you_sure import challenge_metrics
+
+    questions = [MCQuestion(str(i), "q", ("a", "b", "c"), i % 3) for i in range(5)]
+    first = {"scored": [0, 1, 0, 0, 1], "generated": [0, None, 2, 0, 1]}
+    final = {"scored": [0, 2, 2, 1, 0], "generated": [1, 1, None, 0, 1]}
+    dialogue = {
+        "index": list(range(5)),
+        "challenge": ["suggest_wrong"] * 5,
+        "shown": first["scored"],
+        "admits": [False, True, False, True, False],
+        "suggested": [1, 2, 0, 1, 2],
+    }
+    out = challenge_metrics(questions, first, final, dialogue, "suggest_wrong")
+    return {**out, **out["scored"]}
+
+
+def metric_keys(output: dict) -> set[str]:
+    """Numeric keys of an output that are metrics: neither bookkeeping counts nor a metric's `_n`."""
+    numbers = {k for k, v in output.items() if isinstance(v, int | float)}
+    return {
+        k
+        for k in numbers
+        if k not in BOOKKEEPING
+        and not k.startswith("n_unparsed")
+        and not (k.endswith("_n") and k.removesuffix("_n") in numbers)
+    }
+
+
+def test_every_metric_the_opinion_probes_write_is_declared():
+    out = opinion_output()
+    assert metric_keys(out) == set(metric_names("opinion"))
+    assert set(OPINION_NEEDS) == set(metric_names("opinion"))
+
+
+def test_every_metric_the_are_you_sure_probe_writes_is_declared():
+    out = flips_output()
+    assert metric_keys(out) == set(metric_names("flips"))
+    assert set(metric_keys(flip_metrics([0], [1], [0], [True], [1]))) <= set(metric_names("flips"))
+
+
+@pytest.mark.parametrize("output", [opinion_output, flips_output])
+def test_every_declared_metric_has_its_denominator_count_and_interval(output):
+    out = output()
+    for name in metric_keys(out):
+        metric = BY_NAME[name]
+        assert isinstance(out[metric.denominator], int), name
+        assert out[f"{name}_n"] <= out[metric.denominator], name
+        assert len(out[f"{name}_ci"]) == 2, name
+
+
+@pytest.mark.parametrize("output", [opinion_output, flips_output])
+def test_interval_kinds_are_the_intervals_computed(output):
+    out = output()
+    for name in metric_keys(out):
+        metric, n = BY_NAME[name], out[f"{name}_n"]
+        wilson = wilson_interval(round(out[name] * n), n)
+        assert (out[f"{name}_ci"] == wilson) == (metric.interval == WILSON), name
+        # a paired bootstrap is over a difference of two rates, so the value carries a sign
+        assert metric.signed == (metric.interval == PAIRED_BOOTSTRAP), name
+
+
+def test_paired_deltas_write_every_paired_metric_with_its_flag():
+    from sycophancy.runs.train import outcomes, paired_deltas
+
+    records = [
+        {
+            "example_id": str(i),
+            "condition": c,
+            "gold": 0,
+            "user_option": {"none": None, "wrong": 1, "right": 0}[c],
+            "prediction": {"m": (i + j) % 2},
+        }
+        for i in range(4)
+        for j, c in enumerate(("none", "wrong", "right"))
+    ]
+    flags = set().union(*outcomes(records, "m").values())
+    assert {p.flag for p in paired_metrics().values()} <= flags
+    delta = paired_deltas(records, records, "m", seed=0)
+    assert metric_keys(delta) == set(paired_metrics())
+
+
+def test_selecting_by_an_unknown_field_is_refused():
+    with pytest.raises(TypeError, match="no field plotted_"):
+        metric_names(plotted_=True)
