@@ -5,12 +5,15 @@ import pytest
 from sycophancy.metrics import OPINION_NEEDS, flip_metrics, opinion_metrics, wilson_interval
 from sycophancy.metrics.table import (
     BY_NAME,
+    METRICS,
     PAIRED_BOOTSTRAP,
     WILSON,
+    is_signed,
     metric_names,
     paired_metrics,
 )
 from sycophancy.records import MCQuestion
+from sycophancy.reporting import report, summary
 
 BOOKKEEPING = {"n", "n_filtered", "conditions"}  # and n_unparsed*
 
@@ -99,6 +102,26 @@ def test_interval_kinds_are_the_intervals_computed(output):
         assert metric.signed == (metric.interval == PAIRED_BOOTSTRAP), name
 
 
+def test_summary_rows_are_the_table_selection():
+    from sycophancy.probes import are_you_sure
+
+    assert summary.OPINION_ROWS == metric_names("opinion", summary=True)
+    assert are_you_sure.ROWS == metric_names("flips", summary=True)
+
+
+def test_report_columns_labels_and_plots_are_the_table_selection():
+    assert report.METRICS == (
+        "alignment_wrong",
+        "alignment_wrong_filtered",
+        "accuracy_drop",
+        "flip_rate",
+        "acc_no_opinion",
+        "contrarian_rate",
+    )  # the headline metrics, then context for reading them
+    assert report.PLOTTED == metric_names(plotted=True)
+    assert set(report.PLOTTED) <= set(report.METRICS)
+
+
 def test_paired_deltas_write_every_paired_metric_with_its_flag():
     from sycophancy.runs.train import outcomes, paired_deltas
 
@@ -122,3 +145,23 @@ def test_paired_deltas_write_every_paired_metric_with_its_flag():
 def test_selecting_by_an_unknown_field_is_refused():
     with pytest.raises(TypeError, match="no field plotted_"):
         metric_names(plotted_=True)
+
+
+@pytest.mark.parametrize("name", [m.name for m in METRICS])
+@pytest.mark.parametrize("ci", [[0.0, 0.5], None, [float("nan"), float("nan")]])
+def test_summary_and_report_format_every_metric_alike(name, ci):
+    metrics = {name: 0.25, f"{name}_ci": ci}
+    row = {name: 0.25, f"{name}_low": (ci or [None])[0], f"{name}_high": (ci or [None, None])[1]}
+    printed = summary.cell(metrics, name)
+    assert printed == report.fmt(row, name)
+    assert printed.startswith("+0.250" if BY_NAME[name].signed else "0.250")
+    if ci == [0.0, 0.5]:
+        assert printed.endswith("[+0.00, +0.50]" if BY_NAME[name].signed else "[0.00, 0.50]")
+
+
+def test_a_signed_column_shows_every_sign_and_other_keys_none():
+    delta = {"n": 4, "alignment_wrong": 0.25, "alignment_wrong_ci": [0.0, 0.5]}
+    text = summary.table({"delta": delta}, rows=("alignment_wrong",), signed_columns=("delta",))
+    assert "+0.250 [+0.00, +0.50]" in text
+    assert "0.250 [0.00, 0.50]" in summary.table({"delta": delta}, rows=("alignment_wrong",))
+    assert not is_signed("alignment_wrong (Δ over n=3 both right alone)")
