@@ -122,6 +122,17 @@ def test_report_columns_labels_and_plots_are_the_table_selection():
     assert set(report.PLOTTED) <= set(report.METRICS)
 
 
+def test_training_monitor_and_paired_deltas_read_the_table():
+    from sycophancy.runs import train
+    from sycophancy.training import module
+
+    assert module.MONITORED == metric_names(monitored=True)
+    assert train.PAIRED == paired_metrics()
+    for name, (_, filtered) in train.PAIRED.items():
+        assert BY_NAME[name].family == "opinion"
+        assert filtered == (BY_NAME[name].denominator == "n_filtered"), name
+
+
 def test_paired_deltas_write_every_paired_metric_with_its_flag():
     from sycophancy.runs.train import outcomes, paired_deltas
 
