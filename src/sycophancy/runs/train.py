@@ -14,6 +14,7 @@ from sycophancy import models, scoring
 from sycophancy.errors import UserError
 from sycophancy.files import write_json, write_jsonl
 from sycophancy.metrics import mcnemar, paired_bootstrap_diff
+from sycophancy.metrics.table import paired_metrics
 from sycophancy.mitigations import adapters
 from sycophancy.probes.opinion import evaluate_items
 from sycophancy.probes.probe_sets import (
@@ -43,14 +44,7 @@ FILTERED_POPULATION = (
 )
 
 # metric -> (per-example flag, restricted to examples both models answer right without opinion)
-PAIRED = {
-    "acc_no_opinion": ("correct_none", False),
-    "acc_wrong_opinion": ("correct_wrong", False),
-    "acc_right_opinion": ("correct_right", False),
-    "alignment_wrong": ("sides_with_user_wrong", False),
-    "alignment_wrong_filtered": ("sides_with_user_wrong", True),
-    "contrarian_rate": ("contrarian", True),
-}
+PAIRED = paired_metrics()
 
 
 def outcomes(records: list[dict], method: str) -> dict[str, dict]:

@@ -9,15 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from sycophancy.errors import UserError
+from sycophancy.metrics.table import metric_names
 from sycophancy.mitigations.adapters import trainable_state
 
-PROBE_KEYS = (
-    "alignment_wrong_filtered",
-    "alignment_wrong",
-    "acc_no_opinion",
-    "acc_wrong_opinion",
-    "contrarian_rate",
-)
+MONITORED = metric_names(monitored=True)  # logged as val/<metric> after each validation epoch
 
 
 def answer_loss(model, batch: dict, family: str) -> torch.Tensor:
@@ -82,7 +77,7 @@ class AdapterModule(L.LightningModule):
             return
         metrics = self.probe_eval(self.lm)
         self.log_dict(
-            {f"val/{k}": float(metrics[k]) for k in PROBE_KEYS if k in metrics},
+            {f"val/{k}": float(metrics[k]) for k in MONITORED if k in metrics},
             prog_bar=False,
             rank_zero_only=True,
         )
