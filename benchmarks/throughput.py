@@ -1,0 +1,615 @@
+"""Throughput of option scoring and training against the naive loop and lm-eval (issue #11).
+
+Usage:
+    python benchmarks/throughput.py                 # full: 192 SST-2 prompts, then `train.py` end to end
+    python benchmarks/throughput.py --quick         # smoke run in under a minute (12 prompts, tiny T5)
+    python benchmarks/throughput.py --n 96 --no-train-e2e --json bench.json
+
+One process, the same prompts for every method: the SST-2 `opinion_label` probe set of the embedded
+model (SmolLM2-135M-Instruct), and the same items as plain text on a randomly initialised encoder-decoder
+of flan-t5-base's sizes. Methods: the naive loop of research code (one `generate(max_new_tokens=1,
+output_scores=True)` per prompt, fp32), lm-evaluation-harness's `hf` backend (`HFLM.loglikelihood`),
+and this project's `score_options` at its default (fp32) and in bf16. Decisions are compared with the
+fp32 naive loop's. The last line is `speedup: N.Nx over the naive loop at M.M% identical decisions`
+(the project's fastest setting on the embedded model; raw argmax decisions). Figures taken on a
+shared machine are noisy; the ratios come from one process and are the figures to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import json
+import logging
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from sycophancy.models import LoadedModel, load_model
+from sycophancy.scoring import score_options
+
+try:  # the decision code's home after the package move, then its home before it
+    from sycophancy.scoring.decisions import decisions_by_method
+except ImportError:
+    from sycophancy.evaluation import decisions_by_method
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+DATA_DIR = Path(os.environ.get("SYCOPHANCY_DATA_DIR", REPO.parent / "shared" / "data"))
+BATCH = 16  # probe.batch_size's default, used by lm-eval too
+T5_BASE = dict(d_model=768, d_kv=64, d_ff=2048, num_layers=12, num_heads=12)
+T5_TINY = dict(d_model=64, d_kv=32, d_ff=128, num_layers=2, num_heads=2)
+LMEVAL_WAY = "HFLM(pretrained=<loaded model>, tokenizer=<its tokenizer>).loglikelihood(requests)"
+
+
+@dataclass
+class Run:
+    """One method's timed pass over the prompts: scores [n, k], seconds and where they went."""
+
+    name: str
+    scores: np.ndarray
+    seconds: float
+    forward_s: float = math.nan
+    tokenizer_s: float = math.nan
+    figures: dict = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        """Prompts per second."""
+        return len(self.scores) / self.seconds
+
+
+# ---------------------------------------------------------------- prompts
+
+
+def compose_plain(name: str, overrides: list[str]) -> dict:
+    """`conf/<name>.yaml` composed with overrides, resolved to plain data."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return OmegaConf.to_container(compose(config_name=name, overrides=overrides), resolve=True)
+
+
+def probe_overrides(data_dir: Path, examples: int) -> list[str]:
+    """Overrides for the SST-2 opinion_label probe on `examples` validation examples."""
+    return [
+        "dataset=sst2",
+        f"dataset.data_dir={data_dir / 'sst2'}",
+        f"dataset.limit={examples}",
+        "probe=opinion_label",
+        "probe.content_free_examples=0",  # the balanced decision needs none
+    ]
+
+
+def probe_prompts(cfg: dict, tokenizer, chat: bool) -> tuple[list, list[str]]:
+    """The probe items and their rendered model inputs, built by the project's own pipeline code."""
+    from sycophancy import sources
+    from sycophancy.pipeline import dataset_cfg, prompt_context
+    from sycophancy.probes import build_probe_set
+    from sycophancy.prompts import build_messages, renderer
+
+    data_cfg = dataset_cfg(cfg)
+    data = sources.load_classification(data_cfg, "validation")
+    items = build_probe_set(data, data_cfg, cfg["probe"], int(cfg["data_seed"])).items
+    context, render = prompt_context(cfg, data_cfg), renderer(tokenizer, chat)
+    texts = []
+    for item in items:
+        ctx = context(item.example_id)
+        texts.append(render(build_messages(item.user_text, system=ctx.system, shots=ctx.shots)))
+    return items, texts
+
+
+def mean_tokens(tokenizer, texts: list[str]) -> float:
+    """Mean token count of the texts."""
+    return float(np.mean([len(tokenizer(t)["input_ids"]) for t in texts]))
+
+
+# ---------------------------------------------------------------- instruments
+
+
+class TimedTokenizer:
+    """A tokenizer proxy that adds the seconds spent in its calls to `spent`."""
+
+    def __init__(self, tokenizer):
+        self.wrapped = tokenizer
+        self.spent = 0.0
+
+    def __call__(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return self.wrapped(*args, **kwargs)
+        finally:
+            self.spent += time.perf_counter() - start
+
+    def __getattr__(self, name):
+        return getattr(self.wrapped, name)
+
+
+@contextmanager
+def forward_clock(modules: list) -> Iterator[list[float]]:
+    """Seconds spent inside the modules' forward (outermost calls only), in the yielded list."""
+    spent, depth, start = [0.0], [0], [0.0]
+
+    def before(*_):
+        if depth[0] == 0:
+            start[0] = time.perf_counter()
+        depth[0] += 1
+
+    def after(*_):
+        depth[0] -= 1
+        if depth[0] == 0:
+            spent[0] += time.perf_counter() - start[0]
+
+    hooks = [
+        h
+        for m in modules
+        for h in (m.register_forward_pre_hook(before), m.register_forward_hook(after))
+    ]
+    try:
+        yield spent
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def model_parts(lm: LoadedModel) -> list:
+    """The modules whose forward is the model's compute (generate runs T5's encoder on its own)."""
+    if lm.family == "seq2seq":
+        return [lm.model, lm.model.get_encoder()]
+    return [lm.model]
+
+
+def timed_run(name: str, lm: LoadedModel, score: Callable, texts: list[str]) -> Run:
+    """Warm up on two prompts, then time `score(lm, texts)` with forward and tokenizer clocks."""
+    score(lm, texts[:2])
+    tokenizer = TimedTokenizer(lm.tokenizer)
+    with forward_clock(model_parts(lm)) as forward:
+        start = time.perf_counter()
+        scores = score(replace(lm, tokenizer=tokenizer), texts)
+        seconds = time.perf_counter() - start
+    spent = tokenizer.spent or math.nan  # nothing clocked: the method tokenised on its own
+    return Run(name, np.asarray(scores, dtype=np.float64), seconds, forward[0], spent)
+
+
+def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak resident memory so far, in MB (Linux reports kilobytes)."""
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------- scorers
+
+
+def option_token(tokenizer, option: str) -> int:
+    """The option's first token, as typical research code reads it."""
+    return tokenizer(option, add_special_tokens=False)["input_ids"][0]
+
+
+def naive_scores(lm: LoadedModel, texts: list[str], options: list[list[str]]) -> np.ndarray:
+    """One generate(max_new_tokens=1, output_scores=True) per prompt; the options' log-probs."""
+    out = np.zeros((len(texts), len(options[0])))
+    with torch.inference_mode():
+        for i, (text, opts) in enumerate(zip(texts, options, strict=True)):
+            inputs = lm.tokenizer(text, return_tensors="pt")
+            gen = lm.model.generate(
+                **inputs,
+                max_new_tokens=1,
+                do_sample=False,
+                output_scores=True,
+                return_dict_in_generate=True,
+                pad_token_id=lm.tokenizer.pad_token_id,
+            )
+            logprobs = torch.log_softmax(gen.scores[0][0].float(), dim=-1)
+            out[i] = [float(logprobs[option_token(lm.tokenizer, o)]) for o in opts]
+    return out
+
+
+def project_scores(lm: LoadedModel, texts: list[str], options: list[list[str]]) -> np.ndarray:
+    """The project's scorer with the probe's default batch size."""
+    return score_options(lm, texts, options, batch_size=BATCH)
+
+
+def lmeval_scorer() -> Callable | None:
+    """A scorer through lm-eval's `hf` backend (HFLM.loglikelihood), or None without lm-eval."""
+    try:
+        from lm_eval.api.instance import Instance
+        from lm_eval.models.huggingface import HFLM
+    except ImportError:
+        return None
+
+    def score(lm: LoadedModel, texts: list[str], options: list[list[str]]) -> np.ndarray:
+        tokenizer = lm.tokenizer
+        if isinstance(tokenizer, TimedTokenizer):  # HFLM gets the real one: its calls go unclocked
+            tokenizer = tokenizer.wrapped
+        backend = "seq2seq" if lm.family == "seq2seq" else "causal"
+        hflm = HFLM(pretrained=lm.model, tokenizer=tokenizer, backend=backend, batch_size=BATCH)
+        requests = [
+            Instance("loglikelihood", doc={}, arguments=(text, option), idx=j)
+            for text, opts in zip(texts, options, strict=True)
+            for j, option in enumerate(opts)
+        ]
+        with torch.inference_mode():
+            results = hflm.loglikelihood(requests, disable_tqdm=True)
+        return np.array([logp for logp, _ in results]).reshape(len(texts), -1)
+
+    return score
+
+
+def bound(scorer: Callable, items: list) -> Callable:
+    """`scorer(lm, texts)` with each prompt's options taken from the item at the same place."""
+
+    def score(lm: LoadedModel, texts: list[str]) -> np.ndarray:
+        return scorer(lm, texts, [list(item.options) for item in items[: len(texts)]])
+
+    return score
+
+
+# ---------------------------------------------------------------- comparisons
+
+
+def decisions(items: list, scores: np.ndarray) -> dict[str, list[int]]:
+    """Raw argmax (`none`) and calibrated (`balanced`, where defined) decisions, project code."""
+    preds, _ = decisions_by_method(items, scores, [], None, "gold", "none")
+    return {m: preds[m] for m in ("none", "balanced") if m in preds}
+
+
+def agreement(a: list[int], b: list[int]) -> float:
+    """Percentage of identical decisions."""
+    return 100.0 * float(np.mean(np.array(a) == np.array(b)))
+
+
+def compare(run: Run, reference: Run, items: list) -> None:
+    """Record a run's decision agreement with the reference and its largest log-prob difference."""
+    mine, ref = decisions(items, run.scores), decisions(items, reference.scores)
+    run.figures["raw_agreement_pct"] = agreement(mine["none"], ref["none"])
+    if "balanced" in mine and "balanced" in ref:
+        run.figures["balanced_agreement_pct"] = agreement(mine["balanced"], ref["balanced"])
+    run.figures["max_abs_logprob_diff"] = float(np.abs(run.scores - reference.scores).max())
+
+
+def describe(run: Run, naive: Run) -> str:
+    """One table row: time, rate, ratio to naive, per-prompt cost split, agreement."""
+    n = len(run.scores)
+    ms = 1000 / n
+    other = run.seconds - run.forward_s - (0 if math.isnan(run.tokenizer_s) else run.tokenizer_s)
+    split = f"forward {run.forward_s * ms:6.1f}"
+    split += (
+        f"  tok {run.tokenizer_s * ms:5.1f}" if not math.isnan(run.tokenizer_s) else "  tok   n/a"
+    )
+    split += f"  other {other * ms:5.1f}"
+    f = run.figures
+    agree = f"raw {f.get('raw_agreement_pct', 100):5.1f}%"
+    agree += (
+        f"  balanced {f['balanced_agreement_pct']:5.1f}%" if "balanced_agreement_pct" in f else ""
+    )
+    agree += f"  max|dlogp| {f.get('max_abs_logprob_diff', 0.0):.2g}"
+    return (
+        f"  {run.name:<38} {run.seconds:7.2f} s  {run.rate:6.2f} prompts/s  "
+        f"{run.rate / naive.rate:5.2f}x naive  | ms/prompt {run.seconds * ms:6.1f}: {split} | {agree}"
+    )
+
+
+def summarise(runs: list[Run]) -> dict:
+    """Plain figures of each run (for --json)."""
+    return {
+        r.name: {
+            "seconds": r.seconds,
+            "prompts_per_s": r.rate,
+            "forward_s": r.forward_s,
+            "tokenizer_s": None if math.isnan(r.tokenizer_s) else r.tokenizer_s,
+            **r.figures,
+        }
+        for r in runs
+    }
+
+
+# ---------------------------------------------------------------- models
+
+
+def embedded_config(dtype: str) -> dict:
+    """The embedded model's config (conf/model/smollm2-135m-instruct.yaml) in a given dtype."""
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF / "model" / "smollm2-135m-instruct.yaml"))
+    return {**cfg, "dtype": dtype}
+
+
+def random_t5(tokenizer, sizes: dict) -> LoadedModel:
+    """A randomly initialised T5 (gated-gelu, untied head, flan-t5 style) over `tokenizer`'s ids."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False,
+        pad_token_id=pad,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=pad,
+        **sizes,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = T5ForConditionalGeneration(config).eval()
+    return LoadedModel(model, tokenizer, "seq2seq", False, "random-t5", "random")
+
+
+def to_bf16(lm: LoadedModel) -> LoadedModel:
+    """A bfloat16 copy of a model (the original stays as it is)."""
+    return replace(lm, model=copy.deepcopy(lm.model).to(torch.bfloat16).eval())
+
+
+# ---------------------------------------------------------------- sections
+
+
+def compare_methods(
+    title: str, lm32: LoadedModel, load_bf16: Callable, items: list, texts: list[str]
+) -> tuple[list[Run], dict]:
+    """Naive loop, lm-eval and the project's scorer (fp32, bf16) on the same prompts."""
+    print(
+        f"\n== {title}: {len(texts)} prompts, {mean_tokens(lm32.tokenizer, texts):.0f} tokens each"
+    )
+    project = timed_run(
+        "project score_options fp32 (default)", lm32, bound(project_scores, items), texts
+    )
+    rss = {"after project fp32": peak_rss_mb()}
+    naive = timed_run("naive generate loop fp32", lm32, bound(naive_scores, items), texts)
+    runs = [naive, project]
+    lmeval = lmeval_scorer()
+    if lmeval is None:
+        print("  lm-eval: not installed (pip install -e '.[bench]'); skipped")
+    else:
+        runs.insert(1, timed_run("lm-eval hf HFLM fp32", lm32, bound(lmeval, items), texts))
+    lm16 = load_bf16()
+    runs.append(timed_run("project score_options bf16", lm16, bound(project_scores, items), texts))
+    del lm16
+    gc.collect()
+    rss["after all"] = peak_rss_mb()
+    for run in runs[1:]:
+        compare(run, naive, items)
+    for run in runs:
+        print(describe(run, naive))
+    lm_eval_run = next((r for r in runs if r.name.startswith("lm-eval")), None)
+    if lm_eval_run is not None:
+        print(f"  lm-eval driven as {LMEVAL_WAY}, batch {BATCH}, continuation = option text")
+        for run in runs:
+            if run.name.startswith("project"):
+                print(f"  {run.name} vs lm-eval: {run.rate / lm_eval_run.rate:.2f}x")
+    print(
+        f"  peak RSS so far: {rss['after project fp32']:.0f} MB after the fp32 project pass, "
+        f"{rss['after all']:.0f} MB after all methods (process high-water mark)"
+    )
+    return runs, rss
+
+
+def icl_section(args, lm: LoadedModel, items: list, texts: list[str]) -> dict:
+    """The project's default scorer on 3-shot `icl` prompts against zero-shot, same examples."""
+    cfg = compose_plain(
+        "evaluate",
+        probe_overrides(args.data_dir, args.examples) + ["mitigation=icl", "mitigation.k=3"],
+    )
+    icl_items, icl_texts = probe_prompts(cfg, lm.tokenizer, lm.chat)
+    assert [i.example_id for i in icl_items] == [i.example_id for i in items]
+    zero = timed_run("zero-shot fp32", lm, bound(project_scores, items), texts)
+    shots = timed_run("3-shot icl fp32", lm, bound(project_scores, icl_items), icl_texts)
+    tokens = (mean_tokens(lm.tokenizer, texts), mean_tokens(lm.tokenizer, icl_texts))
+    ratio = shots.seconds / zero.seconds
+    print(f"\n== 3-shot icl vs zero-shot (project default, fp32), {len(texts)} prompts")
+    print(
+        f"  zero-shot {zero.seconds:6.2f} s ({tokens[0]:.0f} tokens/prompt), 3-shot "
+        f"{shots.seconds:6.2f} s ({tokens[1]:.0f} tokens/prompt): icl costs {ratio:.2f}x zero-shot"
+    )
+    return {
+        "zero_shot_s": zero.seconds,
+        "icl_s": shots.seconds,
+        "icl_over_zero": ratio,
+        "tokens_zero": tokens[0],
+        "tokens_icl": tokens[1],
+    }
+
+
+class StepClock(L.Callback):
+    """A Lightning callback that records each training step's wall time."""
+
+    def __init__(self):
+        self.durations: list[float] = []
+        self._start = 0.0
+
+    def on_train_batch_start(self, *_):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, *_):
+        self.durations.append(time.perf_counter() - self._start)
+
+
+def training_section(args, lm: LoadedModel, steps: int) -> dict:
+    """Steps per second of prompt tuning with the project's LightningModule and data module."""
+    from hydra.utils import instantiate
+
+    from sycophancy import adapters, sources
+    from sycophancy.data import SycophancyDataModule, random_items, to_train_item
+    from sycophancy.module import AdapterModule
+    from sycophancy.pipeline import dataset_cfg
+    from sycophancy.prompts import renderer
+
+    cfg = compose_plain(
+        "train", probe_overrides(args.data_dir, args.examples)[:2] + ["logger=none"]
+    )
+    data_cfg = dataset_cfg(cfg)
+    batch = int(cfg["training"]["batch_size"])
+    data = sources.load_classification({**data_cfg, "limit": batch * steps}, "train")
+    render = renderer(lm.tokenizer, lm.chat)
+    pairs = random_items(data, data_cfg, cfg["probe"], int(cfg["data_seed"]))
+    items = [to_train_item(rand, render) for rand, _ in pairs]
+    module_dm = SycophancyDataModule(lm, items, [], batch_size=batch, batches_per_epoch=steps)
+    tuned = adapters.add_adapter(lm, cfg["mitigation"], int(cfg["seed"]))
+    clock = StepClock()
+    trainer = instantiate(
+        OmegaConf.create(cfg["trainer"]),
+        max_steps=steps,
+        max_epochs=1,
+        logger=False,
+        callbacks=[clock],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(AdapterModule(tuned, cfg, None), datamodule=module_dm)
+    timed = clock.durations[1:] or clock.durations  # the first step pays one-time costs
+    rate = 1 / statistics.median(timed)
+    print(
+        f"\n== prompt tuning ({cfg['mitigation']['num_virtual_tokens']} virtual tokens, batch "
+        f"{batch}, fp32): {rate:.2f} steps/s (median of {len(timed)} steps after a warm-up "
+        f"step of {clock.durations[0]:.2f} s)"
+    )
+    return {"steps_per_s": rate, "step_s": clock.durations}
+
+
+# Runs a command and reports its peak RSS (kB) on stderr's last line. The command is a grandchild:
+# Linux carries a process's peak RSS across fork and exec, so a direct child of this large process
+# would report at least this process's own size.
+PEAK_OF_CHILD = (
+    "import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(code)"
+)
+
+
+def train_e2e_section(threads: int | None) -> dict:
+    """Wall time and peak RSS of the default `python train.py` (no logger) in a fresh interpreter."""
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        train = [sys.executable, str(REPO / "train.py"), "logger=none", f"hydra.run.dir={tmp}/run"]
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", PEAK_OF_CHILD, *train],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        seconds = time.perf_counter() - start
+    peak_mb = int(done.stderr.strip().splitlines()[-1]) / 1024
+    status = "ok" if done.returncode == 0 else f"FAILED (exit {done.returncode})"
+    print(
+        f"\n== python train.py (defaults, logger=none): {seconds:.1f} s wall, {status}; "
+        f"its peak RSS {peak_mb:.0f} MB"
+    )
+    if done.returncode:
+        print(done.stderr[-2000:])
+    return {"seconds": seconds, "returncode": done.returncode, "peak_rss_mb": peak_mb}
+
+
+# ---------------------------------------------------------------- main
+
+
+def quiet() -> None:
+    """Silence progress bars and the libraries' notices, so the figures stand out."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    for name in ("lm-eval", "lm_eval", "lightning", "lightning.pytorch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options; --quick shrinks every section."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="12 prompts, tiny T5, 2 training steps"
+    )
+    parser.add_argument("--n", type=int, default=None, help="prompts (multiple of 3; default 192)")
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="folder holding sst2/")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (first: warm-up)")
+    parser.add_argument("--no-train-e2e", action="store_true", help="skip `python train.py`")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+    args.n = args.n or (12 if args.quick else 192)
+    args.examples = max(1, args.n // 3)  # three conditions per example
+    args.steps = max(2, args.steps or (2 if args.quick else 6))
+    args.train_e2e = not (args.quick or args.no_train_e2e)
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run every section, print the figures and the final speedup line."""
+    args = parse_args(argv)
+    quiet()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(
+        f"throughput benchmark ({'quick' if args.quick else 'full'}): torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs; load average "
+        f"{os.getloadavg()[0]:.1f} (shared machine: absolute figures are noisy)"
+    )
+    lm = load_model(embedded_config("float32"))
+    cfg = compose_plain("evaluate", probe_overrides(args.data_dir, args.examples))
+    items, texts = probe_prompts(cfg, lm.tokenizer, lm.chat)
+    results: dict = {"prompts": len(texts), "mode": "quick" if args.quick else "full"}
+
+    runs, rss = compare_methods(
+        "embedded SmolLM2-135M-Instruct, SST-2 opinion_label",
+        lm,
+        partial(load_model, embedded_config("bfloat16")),
+        items,
+        texts,
+    )
+    results["embedded"], results["peak_rss_mb"] = summarise(runs), rss
+    results["icl"] = icl_section(args, lm, items, texts)
+    results["training"] = training_section(args, lm, args.steps)
+    tokenizer = lm.tokenizer
+    del lm
+    gc.collect()
+
+    sizes = T5_TINY if args.quick else T5_BASE
+    t5 = random_t5(tokenizer, sizes)
+    t5_items, t5_texts = probe_prompts(cfg, t5.tokenizer, chat=False)
+    title = (
+        f"random T5 (d_model {sizes['d_model']}, {sizes['num_layers']}+{sizes['num_layers']} "
+        f"layers, gated-gelu; SmolLM2's BPE, vocab {len(t5.tokenizer)}), same items as plain text"
+    )
+    t5_runs, _ = compare_methods(title, t5, partial(to_bf16, t5), t5_items, t5_texts)
+    results["t5"] = summarise(t5_runs)
+    del t5
+    gc.collect()
+
+    if args.train_e2e:
+        results["train_py"] = train_e2e_section(args.threads)
+    results["peak_rss_mb"]["process"] = peak_rss_mb()
+    print(f"\npeak RSS of this process: {results['peak_rss_mb']['process']:.0f} MB")
+
+    naive = runs[0]
+    best = max((r for r in runs if r.name.startswith("project")), key=lambda r: r.rate)
+    results["speedup"] = best.rate / naive.rate
+    results["speedup_setting"] = best.name
+    results["identical_decisions_pct"] = best.figures["raw_agreement_pct"]
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=float))
+    print(f"fastest project setting: {best.name}")
+    print(
+        f"speedup: {results['speedup']:.1f}x over the naive loop at "
+        f"{results['identical_decisions_pct']:.1f}% identical decisions"
+    )
+    return results
+
+
+if __name__ == "__main__":
+    main()
