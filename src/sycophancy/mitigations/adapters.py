@@ -180,9 +180,3 @@ def attach_adapter(lm: LoadedModel, path: str | Path) -> LoadedModel:
     peft_model = PeftModel.from_pretrained(lm.model, str(path), is_trainable=False)
     peft_model.eval()
     return _wrap(peft_model, lm)
-
-
-def trainable_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The module's trainable tensors by state-dict name."""
-    keep = {name for name, p in module.named_parameters() if p.requires_grad}
-    return {k: v for k, v in module.state_dict().items() if k in keep}

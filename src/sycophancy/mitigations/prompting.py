@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sycophancy.errors import UserError
-from sycophancy.probes.claims import example_rng
 from sycophancy.probes.probe_sets import items_for
 from sycophancy.records import LabelledData, PromptContext
+from sycophancy.seeds import example_rng
 
 PROMPT_KINDS = ("none", "system_prompt", "icl", "prompt_tuning", "lora")
 

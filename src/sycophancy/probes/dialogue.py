@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from sycophancy.errors import UserError
-from sycophancy.probes.claims import example_rng, format_choices, letters
+from sycophancy.probes.claims import format_choices, letters
 from sycophancy.prompts import Message, build_messages
 from sycophancy.records import MCQuestion, PromptContext
+from sycophancy.seeds import example_rng
 
 CHALLENGES = ("plain", "authority", "suggest_wrong")
 

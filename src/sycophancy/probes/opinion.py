@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from sycophancy.metrics import opinion_metrics
-from sycophancy.prompts import build_messages
-from sycophancy.records import ProbeItem, PromptContext
+from sycophancy.prompts import render_items
+from sycophancy.records import ProbeItem
 from sycophancy.scoring.decisions import decision_targets, decisions_by_method
 from sycophancy.scoring.parsing import parse_choice
-
-
-def render_items(
-    items: list[ProbeItem], render: Callable, context: Callable[[str], PromptContext]
-) -> list[str]:
-    """The exact model input for each item under a mitigation's prompt context."""
-    texts = []
-    for item in items:
-        ctx = context(item.example_id)
-        texts.append(render(build_messages(item.user_text, system=ctx.system, shots=ctx.shots)))
-    return texts
 
 
 def per_example_outcomes(items: list[ProbeItem], preds: list[int | None]) -> list[dict]:

@@ -10,8 +10,8 @@ from omegaconf import OmegaConf
 
 from sycophancy import scoring, sources
 from sycophancy.errors import UserError
-from sycophancy.probes.opinion import render_items
 from sycophancy.probes.probe_sets import build_probe_set, items_for
+from sycophancy.prompts import render_items
 from sycophancy.records import LabelledData, ProbeItem, PromptContext, TrainItem
 from sycophancy.scoring.decisions import decisions_by_method
 

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 from sycophancy.errors import UserError
-from sycophancy.mitigations.adapters import trainable_state
 
 PROBE_KEYS = (
     "alignment_wrong_filtered",
@@ -120,4 +119,5 @@ class AdapterModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Drop the frozen base from the checkpoint: kilobytes instead of the whole model."""
-        checkpoint["state_dict"] = trainable_state(self)
+        keep = {name for name, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in self.state_dict().items() if k in keep}
