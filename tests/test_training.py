@@ -18,11 +18,12 @@ from sycophancy import models, scoring
 from sycophancy.errors import UserError
 from sycophancy.files import read_jsonl
 from sycophancy.mitigations import adapters
+from sycophancy.mitigations.registry import get_mitigation
 from sycophancy.probes import training_items
+from sycophancy.probes.opinion import headline
 from sycophancy.probes.training_items import build_train_items
 from sycophancy.prompts import renderer
 from sycophancy.records import TrainItem
-from sycophancy.runs.evaluate import headline
 from sycophancy.runs.train import paired_deltas
 from sycophancy.training.batches import SycophancyDataModule, balanced_batches
 from sycophancy.training.module import AdapterModule, answer_loss
@@ -239,7 +240,8 @@ def test_train_end_to_end_on_tiny_llama(tmp_path):
     from sycophancy.runs.evaluate import load_lm
 
     plain = {"model": TINY["causal"], "mitigation": {"adapter_path": str(tmp_path / "adapter")}}
-    assert isinstance(load_lm(plain).model, adapters.SoftPromptCausalLM)
+    lm = load_lm(plain, get_mitigation("prompt_tuning"))
+    assert isinstance(lm.model, adapters.SoftPromptCausalLM)
 
 
 @pytest.mark.slow

@@ -105,11 +105,3 @@ def held_shot(
             answer_turn(question, question.answer, templates, key="held"),
         ),
     )
-
-
-def flat_shots(shots) -> list[tuple[str, str]]:
-    """(user, assistant) pairs from shots that are pairs or multi-turn dialogues of pairs."""
-    out: list[tuple[str, str]] = []
-    for shot in shots:
-        out.extend(shot if shot and isinstance(shot[0], tuple) else [shot])
-    return out
