@@ -91,6 +91,18 @@ def test_filtration_keeps_only_examples_right_without_opinion(tmp_path, monkeypa
     assert {it.cell[0] for it in items} == {True, False}
 
 
+OPTIMIZERS = {  # as conf/mitigation/lora.yaml, and prompt_tuning.yaml's Adafactor (Lester et al.)
+    "lora": {"_target_": "torch.optim.AdamW", "_partial_": True, "weight_decay": 0.0},
+    "prompt_tuning": {
+        "_target_": "transformers.optimization.Adafactor",
+        "_partial_": True,
+        "relative_step": False,
+        "scale_parameter": False,
+        "warmup_init": False,
+    },
+}
+
+
 def tiny_module(family: str, lr: float = 0.3, kind: str = "prompt_tuning"):
     lm = models.load_model(TINY[family])
     mitigation = {
@@ -99,7 +111,7 @@ def tiny_module(family: str, lr: float = 0.3, kind: str = "prompt_tuning"):
         "init": "vocab",
         "r": 4,
         "dropout": 0.1,
-        "optimizer": {"name": "adamw" if kind == "lora" else "adafactor", "lr": lr},
+        "optimizer": OPTIMIZERS[kind] | {"lr": lr},
     }
     tuned = adapters.add_adapter(lm, mitigation, seed=0)
     rows = [("Review: great film.", "positive"), ("Review: awful film.", "negative")] * 4

@@ -194,6 +194,16 @@ class Adapter(TrainableMitigation):
     """A peft adapter on the frozen model: train.py fits and saves it, evaluate.py attaches a saved one
     from `mitigation.adapter_path`; `mitigation.system_prompt`, if set, stays a system turn."""
 
+    def check(self, cfg: dict) -> None:
+        """The optimizer is a Hydra partial target, which training/module.py gives the parameters."""
+        optimizer = cfg["mitigation"].get("optimizer") or {}
+        if not optimizer.get("_target_") or not optimizer.get("_partial_"):
+            raise UserError(
+                f"mitigation.optimizer={optimizer} is not a Hydra partial target; give the class and "
+                "its settings, e.g. ++mitigation.optimizer={_target_:torch.optim.AdamW,_partial_:true,"
+                "lr:0.03} (conf/mitigation/prompt_tuning.yaml shows Adafactor)."
+            )
+
     def wrap(self, cfg: dict, lm: LoadedModel) -> LoadedModel:
         """The model with the saved adapter attached; the untouched model without an adapter_path."""
         path = cfg["mitigation"].get("adapter_path")
@@ -217,7 +227,8 @@ class PromptTuning(Adapter):
     settings = ("num_virtual_tokens", "optimizer.lr")
 
     def check(self, cfg: dict) -> None:
-        """The soft prompt's init is known."""
+        """The optimizer is a partial target and the soft prompt's init is known."""
+        super().check(cfg)
         soft_prompt_init(cfg["mitigation"])
 
 
