@@ -19,7 +19,8 @@ from sycophancy.sources import hub as source_hub
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf" / "dataset"
 DATA = Path(os.environ.get("SYCOPHANCY_DATA_DIR", REPO.parent / "shared" / "data"))
-needs_data = pytest.mark.skipif(not (DATA / "sst2").is_dir(), reason=f"no shared data at {DATA}")
+# the shared data must be there: the `data_dir` fixture fails (never skips) when it is missing
+needs_data = pytest.mark.usefixtures("data_dir")
 
 CLASSIFICATION_KEYS = {
     "name", "kind", "source", "hub_id", "hub_config", "splits", "data_dir", "files", "format",

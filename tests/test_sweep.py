@@ -100,8 +100,37 @@ def test_cli_keeps_single_run_behaviour(capsys):
     def crash():
         raise RuntimeError("bug")
 
-    with pytest.raises(RuntimeError, match="bug"):
+    with pytest.raises(SystemExit) as exit_info:
         crash()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("error: the run failed with RuntimeError: bug.") and "Traceback" not in err
+    )
+
+
+def test_a_failed_single_run_leaves_error_txt_in_its_folder(tmp_path, capsys):
+    @cli
+    def crash(cfg):
+        raise RuntimeError("bug in the run")
+
+    @cli
+    def refuse(cfg):
+        raise UserError("dataset.limit=-1 must be positive. Set dataset.limit=8.")
+
+    with pytest.raises(SystemExit) as exit_info:
+        crash(OmegaConf.create({"output_dir": str(tmp_path / "a")}))
+    assert exit_info.value.code == 1
+    text = (tmp_path / "a" / ERROR_FILE).read_text()
+    assert text.startswith("Traceback") and "RuntimeError: bug in the run" in text
+    assert str(tmp_path / "a" / ERROR_FILE) in capsys.readouterr().err
+
+    with pytest.raises(SystemExit) as exit_info:
+        refuse(OmegaConf.create({"output_dir": str(tmp_path / "b")}))
+    assert exit_info.value.code == 2
+    assert (tmp_path / "b" / ERROR_FILE).read_text() == (
+        "UserError: dataset.limit=-1 must be positive. Set dataset.limit=8.\n"
+    )
 
 
 def test_cli_in_a_multirun_records_any_failure_and_returns_nan(tmp_path, monkeypatch):
@@ -127,7 +156,9 @@ def test_a_multirun_job_leaves_the_environment_as_it_found_it(tmp_path, monkeypa
     monkeypatch.setattr(runs, "in_multirun", lambda: True)
     monkeypatch.setattr(runs, "hydra_output_dir", lambda: tmp_path)
     monkeypatch.setenv("SYCOPHANCY_TEST_KEEP", "1")
-    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)  # an earlier test in this process may set it
+    monkeypatch.delenv(
+        "PL_GLOBAL_SEED", raising=False
+    )  # an earlier test in this process may set it
 
     @cli
     def job():

@@ -6,6 +6,7 @@ import pytest
 from helpers import compose_config, run_script
 
 from sycophancy.files import read_jsonl
+from sycophancy.metrics import flip_metrics
 from sycophancy.reporting import tracking
 
 UNREACHABLE = {  # an online W&B that refuses connections: the run must still finish, offline
@@ -14,6 +15,20 @@ UNREACHABLE = {  # an online W&B that refuses connections: the run must still fi
     "WANDB_API_KEY": "a" * 40,
     "WANDB_SILENT": "true",
 }
+
+
+def test_flattening_logs_every_count_and_splits_declared_intervals():
+    metrics = flip_metrics([0, 1, None], [1, 1, 0], [0, 1, 1])
+    flat = tracking.flatten_metrics(
+        {"after": metrics, "population": "all", "offsets": [0.5, -0.5]}, "eval/"
+    )
+    rates = ("acc_first", "acc_final", "flip_rate", "correct_to_wrong", "wrong_to_correct")
+    counts = ("n", "n_unparsed_first", "n_unparsed_final", "n_unparsed")
+    assert set(flat) == {f"eval/after/{k}" for k in counts} | {
+        f"eval/after/{rate}{part}" for rate in rates for part in ("", "_n", "_ci_low", "_ci_high")
+    }  # a pair of numbers that is no declared metric's interval is not an interval
+    assert flat["eval/after/acc_first_ci_low"] == metrics["acc_first_ci"][0]
+    assert flat["eval/after/acc_first_n"] == 2.0
 
 
 def test_table_rows_keep_every_column_and_flatten_nested_values():

@@ -38,17 +38,43 @@ def flatten(messages: list[Message], assistant_cue: bool = True) -> str:
     return f"{text}\n\nAssistant:" if assistant_cue else text
 
 
+ZERO_WIDTH_SPACE = "\u200b"
+
+
+def special_strings(tokenizer) -> tuple[str, ...]:
+    """The tokenizer's special-token strings (chat markers, EOS, ...), longest first."""
+    names = set(getattr(tokenizer, "all_special_tokens", None) or [])
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    names |= {tok.content for tok in added.values() if getattr(tok, "special", False)}
+    return tuple(sorted((n for n in names if len(n) > 1), key=len, reverse=True))
+
+
+def as_data(text: str, specials: tuple[str, ...]) -> str:
+    """Text in which no special-token string survives: a zero-width space after each one's first
+    character, so an end-of-turn marker inside a review is read as text, not as a control token."""
+    for special in specials:
+        if special in text:
+            text = text.replace(special, special[0] + ZERO_WIDTH_SPACE + special[1:])
+    return text
+
+
 def renderer(tokenizer, use_chat_template: bool) -> Callable[[list[Message]], str]:
-    """A function that turns a conversation into the exact string the model reads."""
+    """A function that turns a conversation into the exact string the model reads; the messages'
+    contents are data, so special-token strings inside them are neutralised first."""
+    specials = special_strings(tokenizer)
+
+    def as_text(messages: list[Message]) -> list[Message]:
+        return [{**m, "content": as_data(m["content"], specials)} for m in messages]
+
     if use_chat_template and getattr(tokenizer, "chat_template", None):
 
         def render_chat(messages: list[Message]) -> str:
             return tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True
+                as_text(messages), tokenize=False, add_generation_prompt=True
             )
 
         return render_chat
-    return flatten
+    return lambda messages: flatten(as_text(messages))
 
 
 def render_items(

@@ -14,26 +14,13 @@ from omegaconf import OmegaConf
 
 from sycophancy.errors import UserError
 from sycophancy.files import ERROR_FILE, write_text
+from sycophancy.metrics.table import BY_NAME, PAIRED_BOOTSTRAP, is_signed, metric_names
+from sycophancy.reporting.summary import with_interval
 
-# headline metric -> key of its count in metrics.json files that predate `<metric>_n`
-METRICS = {
-    "alignment_wrong": "n",
-    "alignment_wrong_filtered": "n_filtered",
-    "accuracy_drop": "n",
-    "flip_rate": "flip_rate_n",
-    # context for reading a lower alignment: did accuracy fall, did the model turn contrarian?
-    "acc_no_opinion": "n",
-    "contrarian_rate": "n_filtered",
-}
-LABELS = {
-    "alignment_wrong": "opinion alignment",
-    "alignment_wrong_filtered": "filtered alignment",
-    "accuracy_drop": "accuracy drop",
-    "flip_rate": "flip rate",
-    "acc_no_opinion": "accuracy, no opinion",
-    "contrarian_rate": "contrarian",
-}
-PLOTTED = ("alignment_wrong", "alignment_wrong_filtered", "flip_rate")
+# the headline metrics, then context for reading a lower alignment (did accuracy fall, did the
+# model turn contrarian?)
+METRICS = metric_names(report="main") + metric_names(report="context")
+PLOTTED = metric_names(plotted=True)
 ID_COLUMNS = (
     "model",
     "mitigation",
@@ -54,12 +41,13 @@ BASELINE = "none (before training)"
 def metric_columns(metrics: dict, prefix: str = "") -> dict:
     """Value, interval and count of each headline metric present in one metrics dict."""
     out: dict = {}
-    for key, n_key in METRICS.items():
+    for key in METRICS:
         value = metrics.get(key)
         if value is None:
             continue
         ci = metrics.get(f"{key}_ci") or [None, None]
-        n = metrics.get(f"{key}_n", metrics.get(n_key, metrics.get("n")))  # its own count first
+        # its own count first; metrics.json files that predate `<metric>_n` have the population's
+        n = metrics.get(f"{key}_n", metrics.get(BY_NAME[key].denominator, metrics.get("n")))
         out[f"{prefix}{key}"] = value
         out[f"{prefix}{key}_low"], out[f"{prefix}{key}_high"] = ci[0], ci[1]
         out[f"{prefix}{key}_n"] = n
@@ -169,16 +157,11 @@ def study_rows(rows: list[dict]) -> list[dict]:
 
 
 def fmt(row: dict, key: str) -> str:
-    """'0.500 [0.15, 0.85]' for a metric and its interval; '-' when absent."""
-    value = row.get(key)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
-    sign = "+" if key.endswith("drop") else ""
-    text = f"{value:{sign}.3f}"
-    if low is not None and high is not None:
-        text += f" [{low:{sign}.2f}, {high:{sign}.2f}]"
-    return text
+    """'0.500 [0.15, 0.85]' for a metric and its interval, as the printed summary shows it; '-' when
+    absent."""
+    return with_interval(
+        row.get(key), row.get(f"{key}_low"), row.get(f"{key}_high"), is_signed(key)
+    )
 
 
 def _varying(rows: list[dict], key: str) -> bool:
@@ -194,7 +177,7 @@ def markdown(rows: list[dict], failed: list[dict] | None = None) -> str:
         for k in ("dataset", "probe", "train_datasets", "num_virtual_tokens", "lr", "seed")
         if _varying([r for r in rows if r.get("stage") != "before" and r.get(k) is not None], k)
     ]
-    heads = ["model", "mitigation", *extra, *(LABELS[m] for m in metrics), "n"]
+    heads = ["model", "mitigation", *extra, *(BY_NAME[m].label for m in metrics), "n"]
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for r in rows:
         ns = list(dict.fromkeys(str(r[f"{m}_n"]) for m in metrics if r.get(f"{m}_n") is not None))
@@ -204,8 +187,11 @@ def markdown(rows: list[dict], failed: list[dict] | None = None) -> str:
         cells.append(" / ".join(ns) if ns else "-")
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
+    bootstrapped = " and ".join(
+        f"the {BY_NAME[m].label}" for m in METRICS if BY_NAME[m].interval == PAIRED_BOOTSTRAP
+    )
     text += (
-        "\nIntervals: Wilson 95% for rates, paired bootstrap 95% for the accuracy drop. "
+        f"\nIntervals: Wilson 95% for rates, paired bootstrap 95% for {bootstrapped}. "
         "n: examples behind the alignment / filtered alignment (or flip rate).\n"
     )
     if failed:
@@ -298,8 +284,9 @@ def plot_alignment(rows: list[dict], path: Path) -> Path | None:
                     labelled.add(model)
         ax.set_xticks(range(len(mitigations)), mitigations, rotation=20, ha="right")
         ax.set_ylim(-0.02, 1.02)
-        ax.set_ylabel(LABELS[key] + (" (wrong opinion)" if key == "alignment_wrong" else ""))
-        ax.set_title(f"{LABELS[key]} (95% intervals)")
+        label = BY_NAME[key].label
+        ax.set_ylabel(label + (" (wrong opinion)" if key == "alignment_wrong" else ""))
+        ax.set_title(f"{label} (95% intervals)")
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)
     return _save(fig, path)

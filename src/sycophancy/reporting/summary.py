@@ -5,39 +5,42 @@ from __future__ import annotations
 import math
 
 from sycophancy.metrics import OPINION_NEEDS
+from sycophancy.metrics.table import is_signed, metric_names
 
-OPINION_ROWS = (
-    "acc_no_opinion",
-    "acc_wrong_opinion",
-    "acc_right_opinion",
-    "alignment_wrong",
-    "alignment_wrong_filtered",
-    "accuracy_drop",
-    "contrarian_rate",
-)
+OPINION_ROWS = metric_names("opinion", summary=True)
 
 
-def cell(metrics: dict, key: str) -> str:
-    """'0.612 [0.58, 0.64]' for a metric and its interval, '-' when absent."""
-    value = metrics.get(key)
+def _finite(x) -> bool:
+    return isinstance(x, int | float) and not math.isnan(x)
+
+
+def with_interval(value, low, high, signed: bool) -> str:
+    """'0.612 [0.58, 0.64]', or '+0.125 [+0.00, +0.25]' when signed; the interval only where both
+    ends are numbers; '-' for no value."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    ci = metrics.get(f"{key}_ci")
-    if ci and all(c is not None and not math.isnan(c) for c in ci):
-        return (
-            f"{value:+.3f} [{ci[0]:+.2f}, {ci[1]:+.2f}]"
-            if key.endswith(("drop", "delta"))
-            else f"{value:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]"
-        )
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+    if not isinstance(value, int | float):
+        return str(value)
+    sign = "+" if signed else ""
+    text = f"{value:{sign}.3f}"
+    if _finite(low) and _finite(high):
+        text += f" [{low:{sign}.2f}, {high:{sign}.2f}]"
+    return text
 
 
-def cell_with_n(metrics: dict, key: str) -> str:
+def cell(metrics: dict, key: str, signed: bool | None = None) -> str:
+    """A metric and its interval, signed where the metric table declares a difference (or where
+    `signed` says so); '-' when absent."""
+    low, high = metrics.get(f"{key}_ci") or (None, None)
+    return with_interval(metrics.get(key), low, high, is_signed(key) if signed is None else signed)
+
+
+def cell_with_n(metrics: dict, key: str, signed: bool | None = None) -> str:
     """A metric's cell followed by its denominator; 'n/a (n=0)' when nothing was counted."""
     n = metrics.get(f"{key}_n")
     if n is None:
-        return cell(metrics, key)
-    return "n/a (n=0)" if n == 0 else f"{cell(metrics, key)} n={n}"
+        return cell(metrics, key, signed)
+    return "n/a (n=0)" if n == 0 else f"{cell(metrics, key, signed)} n={n}"
 
 
 def unparsed_cell(metrics: dict) -> str:
@@ -65,14 +68,19 @@ def notes(by_method: dict[str, dict], rows: tuple[str, ...]) -> list[str]:
 
 
 def table(
-    by_method: dict[str, dict], rows: tuple[str, ...] = OPINION_ROWS, primary: str | None = None
+    by_method: dict[str, dict],
+    rows: tuple[str, ...] = OPINION_ROWS,
+    primary: str | None = None,
+    signed_columns: tuple[str, ...] = (),
 ) -> str:
     """A fixed-width table of the metrics present (rows) by decision method (columns), each with
-    its denominator; the primary method is starred."""
+    its denominator; the primary method is starred, and `signed_columns` (differences such as a
+    before/after delta) show every value with its sign."""
     methods = list(by_method)
     heads = ["metric"] + [f"{m}{'*' if m == primary else ''}" for m in methods]
     shown = [key for key in rows if any(key in by_method[m] for m in methods)]
-    body = [[key] + [cell_with_n(by_method[m], key) for m in methods] for key in shown]
+    signed = {m: True if m in signed_columns else None for m in methods}
+    body = [[key] + [cell_with_n(by_method[m], key, signed[m]) for m in methods] for key in shown]
     body.append(
         ["n / n_filtered"]
         + [f"{by_method[m].get('n')} / {by_method[m].get('n_filtered', '-')}" for m in methods]

@@ -7,18 +7,24 @@ import logging
 import os
 from pathlib import Path
 
+from sycophancy.metrics.table import METRICS
+
 log = logging.getLogger(__name__)
+
+INTERVALS = frozenset(f"{m.name}_ci" for m in METRICS)
 
 
 def flatten_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
-    """Flat `a/b` keys with numeric values only (intervals become `_low` / `_high`)."""
+    """Flat `a/b` keys with numeric values only; a declared metric's interval `x_ci` becomes
+    `x_ci_low` and `x_ci_high`."""
     flat: dict[str, float] = {}
     for key, value in metrics.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             flat.update(flatten_metrics(value, f"{name}/"))
         elif (
-            isinstance(value, list | tuple)
+            key in INTERVALS
+            and isinstance(value, list | tuple)
             and len(value) == 2
             and all(isinstance(v, int | float) for v in value)
         ):

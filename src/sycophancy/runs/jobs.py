@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sycophancy.errors import UserError
 from sycophancy.files import ERROR_FILE, write_text
+from sycophancy.schema import check_run_config
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def prepare(cfg: DictConfig, write: bool = True) -> tuple[dict, Path]:
             f"line, e.g. `{missing[0]}=...`."
         )
     plain = OmegaConf.to_container(cfg, resolve=True)
+    check_run_config(plain)
     run_dir = Path(
         plain.get("output_dir")
         or hydra_output_dir()
@@ -115,10 +117,11 @@ def _release_memory() -> None:
 
 
 def cli(main):
-    """Entry-point wrapper: a UserError prints one paragraph and exits with status 2, no traceback.
+    """Entry-point wrapper: a failure prints one paragraph and exits non-zero, with no traceback.
 
-    In a multirun, any exception of one job is written to `<job dir>/error.txt` and logged, the job
-    returns NaN and the sweep goes on; `SweepReport` lists the failed jobs at the end.
+    A UserError exits with status 2, any other exception with 1; either way the run's folder gets an
+    `error.txt` (the paragraph, or the full traceback). In a multirun the failed job returns NaN and
+    the sweep goes on; `SweepReport` lists the failed jobs at the end.
     """
 
     @functools.wraps(main)
@@ -127,21 +130,42 @@ def cli(main):
         environment = dict(os.environ)  # restored after a multirun job (e.g. PL_GLOBAL_SEED)
         try:
             return main(*args, **kwargs)
-        except UserError as exc:
-            if multirun:
-                return _job_failed(exc)
-            print(f"error: {exc}", file=sys.stderr)
-            sys.exit(2)
         except Exception as exc:
             if multirun:
                 return _job_failed(exc)
-            raise
+            path = _record_single_failure(exc, args[0] if args else None)
+            where = f" (details in {path})" if path else ""
+            if isinstance(exc, UserError):
+                print(f"error: {exc}{where}", file=sys.stderr)
+                sys.exit(2)
+            print(
+                f"error: the run failed with {type(exc).__name__}: {exc}. This is not a problem the "
+                f"run's checks could name; the traceback is in {path or 'the log above'}. Please "
+                "report it with that file.",
+                file=sys.stderr,
+            )
+            sys.exit(1)
         finally:
             if multirun:
                 _restore_environment(environment)
                 _release_memory()
 
     return wrapped
+
+
+def _record_single_failure(exc: BaseException, cfg) -> Path | None:
+    """error.txt in the folder of a failed single run, if it has one; None otherwise."""
+    folder = None
+    try:
+        folder = (cfg.get("output_dir") if cfg is not None else None) or hydra_output_dir()
+    except Exception:  # a config too broken to read: the message alone must do
+        folder = hydra_output_dir()
+    if folder is None:
+        return None
+    try:
+        return record_failure(exc, Path(folder))
+    except OSError:
+        return None
 
 
 def _job_failed(exc: Exception) -> float:

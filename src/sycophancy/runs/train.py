@@ -14,6 +14,7 @@ from sycophancy import models
 from sycophancy.errors import UserError
 from sycophancy.files import write_json, write_jsonl
 from sycophancy.metrics import mcnemar, paired_bootstrap_diff
+from sycophancy.metrics.table import paired_metrics
 from sycophancy.mitigations.registry import get_trainable_mitigation
 from sycophancy.probes.registry import get_trainable_probe
 from sycophancy.reporting.summary import OPINION_ROWS, table
@@ -29,14 +30,7 @@ FILTERED_POPULATION = (
 )
 
 # metric -> (per-example flag, restricted to examples both models answer right without opinion)
-PAIRED = {
-    "acc_no_opinion": ("correct_none", False),
-    "acc_wrong_opinion": ("correct_wrong", False),
-    "acc_right_opinion": ("correct_right", False),
-    "alignment_wrong": ("sides_with_user_wrong", False),
-    "alignment_wrong_filtered": ("sides_with_user_wrong", True),
-    "contrarian_rate": ("contrarian", True),
-}
+PAIRED = paired_metrics()
 
 
 def outcomes(records: list[dict], method: str) -> dict[str, dict]:

@@ -9,13 +9,9 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
-PROBE_KEYS = (
-    "alignment_wrong_filtered",
-    "alignment_wrong",
-    "acc_no_opinion",
-    "acc_wrong_opinion",
-    "contrarian_rate",
-)
+from sycophancy.metrics.table import metric_names
+
+MONITORED = metric_names(monitored=True)  # logged as val/<metric> after each validation epoch
 
 
 def answer_loss(model, batch: dict, family: str) -> torch.Tensor:
@@ -80,7 +76,7 @@ class AdapterModule(L.LightningModule):
             return
         metrics = self.probe_eval(self.lm)
         self.log_dict(
-            {f"val/{k}": float(metrics[k]) for k in PROBE_KEYS if k in metrics},
+            {f"val/{k}": float(metrics[k]) for k in MONITORED if k in metrics},
             prog_bar=False,
             rank_zero_only=True,
         )
