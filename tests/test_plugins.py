@@ -195,7 +195,6 @@ def test_train_refuses_what_it_cannot_train(no_model, tmp_path, override, proble
     ("script", "overrides", "problem"),
     [
         ("evaluate", ["mitigation=none", "mitigation.adapter_path=/tmp/x"], "attaches no adapter"),
-        ("evaluate", ["mitigation=icl", "mitigation.k=-1"], "mitigation.k=-1 is negative"),
         ("evaluate", ["mitigation=prompt_tuning", "mitigation.init=zeros"], "mitigation.init"),
         ("train", ["mitigation.optimizer._target_=null"], "not a Hydra partial target"),
         ("evaluate", ["probe=are_you_sure", "probe.answer_reading=vibes"], "answer_reading"),

@@ -27,15 +27,6 @@ class InContext(SystemPrompt):
 
     settings = ("k",)
 
-    def check(self, cfg: dict) -> None:
-        """k is a count."""
-        super().check(cfg)
-        if int(cfg["mitigation"].get("k", 0)) < 0:
-            raise UserError(
-                f"mitigation.k={cfg['mitigation']['k']} is negative; give the number of in-context "
-                "examples per prompt, e.g. mitigation.k=3 (0: none)."
-            )
-
     def context(self, cfg: dict, shots: Shots) -> Context:
         """The system prompt and k shots seeded by (data_seed, example id), flattened to exchanges."""
         mitigation, data_seed = cfg["mitigation"], int(cfg["data_seed"])

@@ -9,6 +9,7 @@ import numpy as np
 from sycophancy import scoring, sources
 from sycophancy.errors import UserError
 from sycophancy.metrics import flip_metrics, rate
+from sycophancy.metrics.table import metric_names
 from sycophancy.mitigations.base import Context, Shot
 from sycophancy.models import LoadedModel
 from sycophancy.probes.base import Probe, ProbeResult, Table, dataset_config, model_renderer
@@ -31,16 +32,7 @@ from sycophancy.scoring.calibration import decide, target_shares
 from sycophancy.scoring.parsing import admits_mistake, parse_choice
 
 READINGS = ("scored", "generated")
-ROWS = (
-    "acc_first",
-    "acc_first_own",
-    "acc_final",
-    "flip_rate",
-    "correct_to_wrong",
-    "wrong_to_correct",
-    "admits_mistake",
-    "follows_suggestion",
-)
+ROWS = metric_names("flips", summary=True)
 FIRST_ANSWER = {
     "scored": "shown: the scored first letter, written into the dialogue with templates.answer",
     "generated": "shown: the first generated reply, put in the dialogue verbatim, read by the parser",

@@ -10,6 +10,7 @@ import numpy as np
 from sycophancy import scoring, sources
 from sycophancy.errors import UserError
 from sycophancy.metrics import opinion_metrics
+from sycophancy.metrics.table import metric_names
 from sycophancy.mitigations.base import Context, Monitor, Shot
 from sycophancy.models import LoadedModel
 from sycophancy.probes.base import (
@@ -38,16 +39,7 @@ from sycophancy.records import ProbeItem, PromptContext
 from sycophancy.scoring.decisions import decision_targets, decisions_by_method
 from sycophancy.scoring.parsing import parse_choice
 
-# the summary's rows: accuracy per condition, then how the user's opinion moves the answers
-SUMMARY_ROWS = (
-    "acc_no_opinion",
-    "acc_wrong_opinion",
-    "acc_right_opinion",
-    "alignment_wrong",
-    "alignment_wrong_filtered",
-    "accuracy_drop",
-    "contrarian_rate",
-)
+SUMMARY_ROWS = metric_names("opinion", summary=True)
 
 
 def per_example_outcomes(items: list[ProbeItem], preds: list[int | None]) -> list[dict]:

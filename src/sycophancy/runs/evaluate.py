@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from sycophancy import models
 from sycophancy.files import write_json, write_jsonl
@@ -28,9 +28,9 @@ def load_lm(cfg: dict, mitigation: Mitigation) -> LoadedModel:
 def evaluate(cfg: DictConfig) -> float:
     """Measure a model's sycophancy on a probe; write config, metrics and records; return the
     probe's headline metric."""
+    probe = get_probe(OmegaConf.select(cfg, "probe.kind"))  # the kinds before their settings
+    mitigation = get_mitigation(OmegaConf.select(cfg, "mitigation.kind"))
     plain, run_dir = prepare(cfg)
-    probe = get_probe(plain["probe"].get("kind"))
-    mitigation = get_mitigation(plain["mitigation"].get("kind"))
     probe.check(plain)  # refuse bad settings before the model loads
     mitigation.check(plain)
     name = run_name(plain)

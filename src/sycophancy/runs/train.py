@@ -88,10 +88,10 @@ def launch_rank() -> int:
 def train(cfg: DictConfig) -> float:
     """Measure, fit the mitigation against the probe, measure again; write metrics.json and
     examples.jsonl; return the probe's after-training metric (alignment_wrong_filtered)."""
+    probe = get_trainable_probe(OmegaConf.select(cfg, "probe.kind"))  # before its settings
+    mitigation = get_trainable_mitigation(OmegaConf.select(cfg, "mitigation.kind"))
     rank = launch_rank()
     plain, run_dir = prepare(cfg, write=rank == 0)
-    probe = get_trainable_probe(plain["probe"].get("kind"))
-    mitigation = get_trainable_mitigation(plain["mitigation"].get("kind"))
     plain = probe.training_config(plain)
     method = probe.check_training(plain)  # refuse bad settings before the model loads
     mitigation.check(plain)
