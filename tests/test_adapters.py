@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from sycophancy import models, scoring
+from sycophancy import models, scoring, sources
 from sycophancy.errors import UserError
 from sycophancy.mitigations import adapters
-from sycophancy.mitigations.prompting import context_factory, shot_pool
+from sycophancy.mitigations.registry import get_mitigation
 from sycophancy.probes.probe_sets import items_for
+from sycophancy.probes.registry import get_probe
 from sycophancy.prompts import build_messages, renderer
 from sycophancy.records import Example, LabelledData
 
@@ -97,11 +98,14 @@ def toy(split: str, n: int) -> LabelledData:
     return LabelledData("toy", ("negative", "positive"), examples)
 
 
+def no_shots(cfg: dict, limit) -> list:
+    raise AssertionError("only icl asks the probe for shots")
+
+
 def test_system_prompt_puts_a_system_turn_first():
     item = items_for(toy("validation", 1), DATASET, PROBE, 0, ("wrong",))[0]
-    ctx = context_factory({"kind": "system_prompt", "system_prompt": "Judge the evidence."})(
-        item.example_id
-    )
+    cfg = {"mitigation": {"kind": "system_prompt", "system_prompt": "Judge the evidence."}}
+    ctx = get_mitigation("system_prompt").context(cfg, no_shots)(item.example_id)
     messages = build_messages(item.user_text, system=ctx.system, shots=ctx.shots)
     assert [m["role"] for m in messages] == ["system", "user"]
     assert messages[0]["content"] == "Judge the evidence."
@@ -109,10 +113,18 @@ def test_system_prompt_puts_a_system_turn_first():
     assert text.index("<|system|>\nJudge the evidence.") < text.index("<|user|>")
 
 
-def test_icl_adds_k_shots_with_random_opinions_and_correct_answers():
+def test_icl_adds_k_shots_with_random_opinions_and_correct_answers(monkeypatch):
     train = toy("train", 40)
-    pool = shot_pool(train, DATASET, PROBE, 0)
-    context = context_factory({"kind": "icl", "k": 3}, pool, data_seed=0)
+    monkeypatch.setattr(sources, "load_classification", lambda cfg, split: train)
+    cfg = {
+        "dataset": DATASET,
+        "probe": PROBE,
+        "mitigation": {"kind": "icl", "k": 3},
+        "data_seed": 0,
+    }
+    probe = get_probe("opinion_label")
+    pool = [pair for shot in probe.shots(cfg, None) for pair in shot]
+    context = get_mitigation("icl").context(cfg, probe.shots)
     item = items_for(toy("validation", 1), DATASET, PROBE, 0, ("wrong",))[0]
     ctx = context(item.example_id)
     messages = build_messages(item.user_text, system=ctx.system, shots=ctx.shots)

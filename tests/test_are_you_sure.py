@@ -12,15 +12,15 @@ import pytest
 import yaml
 from helpers import compose_config, run_script
 
-from sycophancy import sources
+from sycophancy import models, sources
 from sycophancy.errors import UserError
 from sycophancy.metrics import flip_metrics
+from sycophancy.mitigations.registry import get_mitigation
 from sycophancy.probes import are_you_sure
 from sycophancy.probes.dialogue import (
     answer_turn,
     challenge_turn,
     first_messages,
-    flat_shots,
     held_shot,
     letter_options,
     question_turn,
@@ -28,9 +28,11 @@ from sycophancy.probes.dialogue import (
     shuffled,
     suggested_wrong,
 )
+from sycophancy.probes.registry import get_probe
 from sycophancy.prompts import flatten, renderer
 from sycophancy.records import MCQuestion, PromptContext
-from sycophancy.runs import evaluate as pipeline
+from sycophancy.reporting.tables import render_tables
+from sycophancy.runs.evaluate import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE = yaml.safe_load((REPO / "conf" / "probe" / "are_you_sure.yaml").read_text())
@@ -157,8 +159,8 @@ def test_causal_chat_dialogue_uses_chat_template():
 
 def test_icl_shot_keeps_the_right_answer_under_the_challenge():
     shot = held_shot(Q, TPL, "maths", "suggest_wrong", data_seed=0)
-    pairs = flat_shots([shot, ("u", "a")])
-    assert len(pairs) == 3 and pairs[-1] == ("u", "a")
+    pairs = list(shot)
+    assert len(pairs) == 2
     assert pairs[0][1] == "The answer is (B) 12."
     assert "Are you sure?" in pairs[1][0] and pairs[1][1].endswith("(B) 12.")
 
@@ -213,10 +215,19 @@ def cfg_for(challenges, **probe):
     }
 
 
+def run_probe(cfg: dict, lm) -> tuple[list[dict], dict, str]:
+    """The probe as evaluate.py runs it: checked, under the mitigation's prompt context; the
+    records, the metrics and the printed summary."""
+    probe = get_probe("are_you_sure")
+    probe.check(cfg)
+    result = probe.run(cfg, lm, get_mitigation(cfg["mitigation"]["kind"]).context(cfg, probe.shots))
+    return result.records, result.metrics, render_tables(result.tables)
+
+
 def test_probe_counts_caving_model(monkeypatch):
     monkeypatch.setattr(are_you_sure, "scoring", CavingModel())
     lm = SimpleNamespace(tokenizer=None, chat=False)
-    records, metrics, table = are_you_sure.run_are_you_sure(cfg_for(["plain", "suggest_wrong"]), lm)
+    records, metrics, table = run_probe(cfg_for(["plain", "suggest_wrong"]), lm)
     assert len(records) == 24 and {r["challenge"] for r in records} == {"plain", "suggest_wrong"}
     assert metrics["challenge"] == "plain" and metrics["acc_first"] == 1.0
     assert metrics["flip_rate"] == 1.0 and metrics["correct_to_wrong"] == 1.0
@@ -240,7 +251,7 @@ def test_probe_counts_caving_model(monkeypatch):
 def test_probe_generated_answer_turn_and_balanced_offsets(monkeypatch):
     monkeypatch.setattr(are_you_sure, "scoring", CavingModel())
     lm = SimpleNamespace(tokenizer=None, chat=False)
-    records, metrics, _ = are_you_sure.run_are_you_sure(
+    records, metrics, _ = run_probe(
         cfg_for(["authority"], answer_reading="generated", calibration="balanced"), lm
     )
     assert all(r["assistant_turn"] == r["first"]["reply"] for r in records)
@@ -261,7 +272,7 @@ def test_probe_with_icl_and_system_prompt_mitigation(monkeypatch):
         "pool_size": 20,
         "system_prompt": "S.",
     }
-    records, _, _ = are_you_sure.run_are_you_sure(cfg, SimpleNamespace(tokenizer=None, chat=False))
+    records, _, _ = run_probe(cfg, SimpleNamespace(tokenizer=None, chat=False))
     final = records[0]["final"]["prompt"]
     assert final.startswith("S.") and final.count("Yes, I am sure. The answer is") == 2
     assert final.rstrip().endswith(f"User: {records[0]['challenge_text']}\n\nAssistant:")
@@ -383,9 +394,7 @@ def test_steadfast_model_never_flips_against_the_shown_scored_answer(monkeypatch
     cfg = cfg_for(["plain", "suggest_wrong"], answer_reading="scored")
     cfg["dataset"]["limit"] = len(ROLES)
     scripted(monkeypatch, cfg, caves=False)
-    records, metrics, table = are_you_sure.run_are_you_sure(
-        cfg, SimpleNamespace(tokenizer=None, chat=False)
-    )
+    records, metrics, table = run_probe(cfg, SimpleNamespace(tokenizer=None, chat=False))
     for kind in ("plain", "suggest_wrong"):
         result = metrics["by_challenge"][kind]
         assert [result[r]["flip_rate"] for r in ("scored", "generated")] == [0.0, 0.0], kind
@@ -413,9 +422,7 @@ def test_steadfast_model_never_flips_against_the_shown_generated_reply(monkeypat
     cfg = cfg_for(["plain", "suggest_wrong"], answer_reading="generated")
     cfg["dataset"]["limit"] = len(ROLES)
     scripted(monkeypatch, cfg, caves=False)
-    _, metrics, table = are_you_sure.run_are_you_sure(
-        cfg, SimpleNamespace(tokenizer=None, chat=False)
-    )
+    _, metrics, table = run_probe(cfg, SimpleNamespace(tokenizer=None, chat=False))
     for kind in ("plain", "suggest_wrong"):
         result = metrics["by_challenge"][kind]
         assert [result[r]["flip_rate"] for r in ("scored", "generated")] == [0.0, 0.0], kind
@@ -476,7 +483,7 @@ def test_caving_model_follows_the_suggestion_from_the_shown_answer(monkeypatch, 
     cfg = cfg_for(["suggest_wrong"], answer_reading=reading)
     cfg["dataset"]["limit"] = len(ROLES)
     scripted(monkeypatch, cfg, caves=True)
-    _, metrics, _ = are_you_sure.run_are_you_sure(cfg, SimpleNamespace(tokenizer=None, chat=False))
+    _, metrics, _ = run_probe(cfg, SimpleNamespace(tokenizer=None, chat=False))
     result = metrics["by_challenge"]["suggest_wrong"]
     for r in ("scored", "generated"):
         assert_rates(result[r], {k: expected[r][k] for k in ("flip_rate", "follows_suggestion")})
@@ -496,9 +503,9 @@ def test_evaluate_returns_and_prints_the_shown_reading(tmp_path, monkeypatch, ca
     )  # fmt: skip
     scripted(monkeypatch, cfg, caves=False)
     monkeypatch.setattr(
-        pipeline, "load_lm", lambda plain: SimpleNamespace(tokenizer=None, chat=False)
+        models, "load_model", lambda plain: SimpleNamespace(tokenizer=None, chat=False)
     )
-    assert pipeline.evaluate(cfg) == 0.0  # the unshown scored first answers would give 2/6
+    assert evaluate(cfg) == 0.0  # the unshown scored first answers would give 2/6
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert (metrics["flip_rate"], metrics["flip_rate_n"]) == (0.0, 4)
     assert metrics["headline_reading"] == "generated"
@@ -523,14 +530,14 @@ def test_bad_probe_settings_are_user_errors(override, message):
     cfg = cfg_for(["plain"])
     cfg["probe"].update(override)
     with pytest.raises(UserError, match=message):
-        are_you_sure.run_are_you_sure(cfg, SimpleNamespace(tokenizer=None, chat=False))
+        run_probe(cfg, SimpleNamespace(tokenizer=None, chat=False))
 
 
 def test_classification_data_is_refused():
     cfg = cfg_for(["plain"])
     cfg["dataset"]["kind"] = "classification"
     with pytest.raises(UserError, match="multiple-choice"):
-        are_you_sure.run_are_you_sure(cfg, SimpleNamespace(tokenizer=None, chat=False))
+        run_probe(cfg, SimpleNamespace(tokenizer=None, chat=False))
 
 
 # --- end to end through evaluate.py ----------------------------------------------------------------

@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 from helpers import compose_config, run_script
 
+from sycophancy import models
 from sycophancy.errors import UserError
 from sycophancy.files import read_jsonl
+from sycophancy.probes import opinion
 from sycophancy.probes.opinion import evaluate_items
 from sycophancy.probes.probe_sets import ProbeSet
 from sycophancy.prompts import flatten
 from sycophancy.records import ProbeItem, PromptContext
 from sycophancy.reporting.summary import table
-from sycophancy.runs import evaluate as pipeline
 from sycophancy.runs.evaluate import evaluate
 
 METRIC_KEYS = {
@@ -281,9 +282,9 @@ class HashedModel:
 
 def run_scripted_evaluate(monkeypatch, tmp_path, model, *overrides):
     monkeypatch.setattr(
-        pipeline, "load_lm", lambda cfg: SimpleNamespace(tokenizer=None, chat=False)
+        models, "load_model", lambda cfg: SimpleNamespace(tokenizer=None, chat=False)
     )
-    monkeypatch.setattr(pipeline, "scoring", model)
+    monkeypatch.setattr(opinion, "scoring", model)
     cfg = compose_config(
         "evaluate",
         ["logger=none", f"output_dir={tmp_path}", "dataset=synthetic_sentiment", "dataset.limit=12",
@@ -363,7 +364,7 @@ def test_bad_conditions_are_refused_before_the_model_loads(monkeypatch, tmp_path
     def no_model(cfg):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(pipeline, "load_lm", no_model)
+    monkeypatch.setattr(models, "load_model", no_model)
     cfg = compose_config(
         "evaluate", ["logger=none", f"output_dir={tmp_path}", f"probe.conditions={conditions}"]
     )

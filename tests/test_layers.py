@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "sycophancy"
 LAYERS = (
-    {"errors", "records", "files", "hub", "schema"},
+    {"errors", "records", "files", "hub", "schema", "seeds", "registry"},
     {"sources"},
     {"prompts"},
     {"models"},

@@ -18,11 +18,12 @@ from sycophancy import models, scoring
 from sycophancy.errors import UserError
 from sycophancy.files import read_jsonl
 from sycophancy.mitigations import adapters
+from sycophancy.mitigations.registry import get_mitigation
 from sycophancy.probes import training_items
+from sycophancy.probes.opinion import headline
 from sycophancy.probes.training_items import build_train_items
 from sycophancy.prompts import renderer
 from sycophancy.records import TrainItem
-from sycophancy.runs.evaluate import headline
 from sycophancy.runs.train import paired_deltas
 from sycophancy.training.batches import SycophancyDataModule, balanced_batches
 from sycophancy.training.module import AdapterModule, answer_loss
@@ -90,6 +91,18 @@ def test_filtration_keeps_only_examples_right_without_opinion(tmp_path, monkeypa
     assert {it.cell[0] for it in items} == {True, False}
 
 
+OPTIMIZERS = {  # as conf/mitigation/lora.yaml, and prompt_tuning.yaml's Adafactor (Lester et al.)
+    "lora": {"_target_": "torch.optim.AdamW", "_partial_": True, "weight_decay": 0.0},
+    "prompt_tuning": {
+        "_target_": "transformers.optimization.Adafactor",
+        "_partial_": True,
+        "relative_step": False,
+        "scale_parameter": False,
+        "warmup_init": False,
+    },
+}
+
+
 def tiny_module(family: str, lr: float = 0.3, kind: str = "prompt_tuning"):
     lm = models.load_model(TINY[family])
     mitigation = {
@@ -98,7 +111,7 @@ def tiny_module(family: str, lr: float = 0.3, kind: str = "prompt_tuning"):
         "init": "vocab",
         "r": 4,
         "dropout": 0.1,
-        "optimizer": {"name": "adamw" if kind == "lora" else "adafactor", "lr": lr},
+        "optimizer": OPTIMIZERS[kind] | {"lr": lr},
     }
     tuned = adapters.add_adapter(lm, mitigation, seed=0)
     rows = [("Review: great film.", "positive"), ("Review: awful film.", "negative")] * 4
@@ -239,7 +252,8 @@ def test_train_end_to_end_on_tiny_llama(tmp_path):
     from sycophancy.runs.evaluate import load_lm
 
     plain = {"model": TINY["causal"], "mitigation": {"adapter_path": str(tmp_path / "adapter")}}
-    assert isinstance(load_lm(plain).model, adapters.SoftPromptCausalLM)
+    lm = load_lm(plain, get_mitigation("prompt_tuning"))
+    assert isinstance(lm.model, adapters.SoftPromptCausalLM)
 
 
 @pytest.mark.slow

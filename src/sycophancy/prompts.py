@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sycophancy.records import ProbeItem, PromptContext
+
 Message = dict[str, str]
 
 
@@ -73,3 +75,14 @@ def renderer(tokenizer, use_chat_template: bool) -> Callable[[list[Message]], st
 
         return render_chat
     return lambda messages: flatten(as_text(messages))
+
+
+def render_items(
+    items: list[ProbeItem], render: Callable, context: Callable[[str], PromptContext]
+) -> list[str]:
+    """The exact model input for each item under a mitigation's prompt context."""
+    texts = []
+    for item in items:
+        ctx = context(item.example_id)
+        texts.append(render(build_messages(item.user_text, system=ctx.system, shots=ctx.shots)))
+    return texts

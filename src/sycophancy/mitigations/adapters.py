@@ -17,7 +17,9 @@ import torch
 from peft import LoraConfig, PeftModel, PromptTuningConfig, TaskType, get_peft_model
 
 from sycophancy.errors import UserError
+from sycophancy.mitigations.base import Monitor, TrainableMitigation
 from sycophancy.models import LoadedModel
+from sycophancy.training.module import AdapterModule
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +52,17 @@ def peft_config(lm: LoadedModel, mitigation: dict):
     )
 
 
-def init_soft_prompt(peft_model, lm: LoadedModel, mitigation: dict, seed: int) -> None:
-    """Initialise the soft prompt from text, from sampled vocabulary rows or at random (fp32)."""
+def soft_prompt_init(mitigation: dict) -> str:
+    """How the soft prompt starts (`mitigation.init`), refused unless one of INITS."""
     how = str(mitigation.get("init", "text")).lower()
     if how not in INITS:
         raise UserError(f"mitigation.init={how!r} is not one of {', '.join(INITS)}.")
+    return how
+
+
+def init_soft_prompt(peft_model, lm: LoadedModel, mitigation: dict, seed: int) -> None:
+    """Initialise the soft prompt from text, from sampled vocabulary rows or at random (fp32)."""
+    how = soft_prompt_init(mitigation)
     table = lm.model.get_input_embeddings().weight.detach().float()
     weight = soft_prompt_weight(peft_model)
     n = weight.shape[0]
@@ -182,7 +190,49 @@ def attach_adapter(lm: LoadedModel, path: str | Path) -> LoadedModel:
     return _wrap(peft_model, lm)
 
 
-def trainable_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The module's trainable tensors by state-dict name."""
-    keep = {name for name, p in module.named_parameters() if p.requires_grad}
-    return {k: v for k, v in module.state_dict().items() if k in keep}
+class Adapter(TrainableMitigation):
+    """A peft adapter on the frozen model: train.py fits and saves it, evaluate.py attaches a saved one
+    from `mitigation.adapter_path`; `mitigation.system_prompt`, if set, stays a system turn."""
+
+    def check(self, cfg: dict) -> None:
+        """The optimizer is a Hydra partial target, which training/module.py gives the parameters."""
+        optimizer = cfg["mitigation"].get("optimizer") or {}
+        if not optimizer.get("_target_") or not optimizer.get("_partial_"):
+            raise UserError(
+                f"mitigation.optimizer={optimizer} is not a Hydra partial target; give the class and "
+                "its settings, e.g. ++mitigation.optimizer={_target_:torch.optim.AdamW,_partial_:true,"
+                "lr:0.03} (conf/mitigation/prompt_tuning.yaml shows Adafactor)."
+            )
+
+    def wrap(self, cfg: dict, lm: LoadedModel) -> LoadedModel:
+        """The model with the saved adapter attached; the untouched model without an adapter_path."""
+        path = cfg["mitigation"].get("adapter_path")
+        return attach_adapter(lm, path) if path else lm
+
+    def fit(self, cfg: dict, lm: LoadedModel, trainer, datamodule, monitor: Monitor) -> LoadedModel:
+        """Add a fresh adapter (seeded by `seed`) and train only it; resumes from `ckpt_path`."""
+        tuned = add_adapter(lm, cfg["mitigation"], int(cfg["seed"]))
+        module = AdapterModule(tuned, cfg, monitor)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        return tuned
+
+    def save(self, lm: LoadedModel, run_dir: Path) -> Path:
+        """The adapter in <run>/adapter, for evaluate.py's mitigation.adapter_path."""
+        return save_adapter(lm, run_dir / "adapter")
+
+
+class PromptTuning(Adapter):
+    """A trained soft prompt in front of every input (Lester et al., 2021)."""
+
+    settings = ("num_virtual_tokens", "optimizer.lr")
+
+    def check(self, cfg: dict) -> None:
+        """The optimizer is a partial target and the soft prompt's init is known."""
+        super().check(cfg)
+        soft_prompt_init(cfg["mitigation"])
+
+
+class LoRA(Adapter):
+    """Trained low-rank updates of the attention projections (Hu et al., 2021)."""
+
+    settings = ("r", "optimizer.lr")

@@ -1,48 +1,48 @@
-"""Prompt-side mitigations: a system instruction, and k-shot examples with random opinions."""
+"""Prompt-side mitigations: a system instruction (none, system_prompt) and k-shot examples (icl)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from sycophancy.errors import UserError
-from sycophancy.probes.claims import example_rng
-from sycophancy.probes.probe_sets import items_for
-from sycophancy.records import LabelledData, PromptContext
-
-PROMPT_KINDS = ("none", "system_prompt", "icl", "prompt_tuning", "lora")
+from sycophancy.mitigations.base import Context, Mitigation, Shots
+from sycophancy.records import PromptContext
+from sycophancy.seeds import example_rng
 
 
-def shot_pool(
-    train: LabelledData, dataset: dict, probe: dict, data_seed: int
-) -> list[tuple[str, str]]:
-    """(user turn, correct answer) pairs from the train split, each with a random user opinion."""
-    items = items_for(train, dataset, probe, data_seed, conditions=("random",))
-    return [(item.user_text, item.option_texts[item.gold]) for item in items]
+class SystemPrompt(Mitigation):
+    """The untouched model, with `mitigation.system_prompt` as a system turn where one is set."""
+
+    def check(self, cfg: dict) -> None:
+        """A trained adapter belongs to the adapter mitigation it was trained as."""
+        mitigation = cfg["mitigation"]
+        if mitigation.get("adapter_path"):
+            raise UserError(
+                f"mitigation.adapter_path is set, and mitigation={mitigation.get('name')} attaches no "
+                "adapter; evaluate a trained adapter with the mitigation it was trained as, e.g. "
+                "mitigation=prompt_tuning mitigation.adapter_path=<run>/adapter."
+            )
 
 
-def context_factory(
-    mitigation: dict,
-    pool: list[tuple[str, str]] | None = None,
-    data_seed: int = 0,
-) -> Callable[[str], PromptContext]:
-    """A function giving each example id its prompt context under the mitigation."""
-    kind = mitigation.get("kind", "none")
-    if kind not in PROMPT_KINDS:
-        raise UserError(
-            f"Unknown mitigation kind '{kind}'; choose one of {', '.join(PROMPT_KINDS)}."
-        )
-    system = mitigation.get("system_prompt") or None
-    k = int(mitigation.get("k", 0)) if kind == "icl" else 0
-    if k and not pool:
-        raise UserError(
-            "mitigation=icl needs in-context examples from the train split, and it is empty; "
-            "check the data set's train files or set mitigation.k=0."
-        )
+class InContext(SystemPrompt):
+    """k in-context examples per prompt, drawn per example id from the probe's train-split shots."""
 
-    def context(example_id: str) -> PromptContext:
-        if not k:
-            return PromptContext(system=system)
-        rng = example_rng(data_seed, example_id, "icl")
-        return PromptContext(system=system, shots=rng.sample(pool, min(k, len(pool))))
+    settings = ("k",)
 
-    return context
+    def context(self, cfg: dict, shots: Shots) -> Context:
+        """The system prompt and k shots seeded by (data_seed, example id), flattened to exchanges."""
+        mitigation, data_seed = cfg["mitigation"], int(cfg["data_seed"])
+        k = int(mitigation.get("k", 0))
+        if k == 0:
+            return super().context(cfg, shots)
+        system = mitigation.get("system_prompt") or None
+        pool = shots(cfg, mitigation.get("pool_size"))
+        if not pool:
+            raise UserError(
+                "mitigation=icl needs in-context examples from the train split, and it is empty; "
+                "check the data set's train files or set mitigation.k=0."
+            )
+
+        def context(example_id: str) -> PromptContext:
+            picked = example_rng(data_seed, example_id, "icl").sample(pool, min(k, len(pool)))
+            return PromptContext(system=system, shots=[turn for shot in picked for turn in shot])
+
+        return context

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from sycophancy import scoring, sources
 from sycophancy.errors import UserError
 from sycophancy.metrics import flip_metrics, rate
-from sycophancy.mitigations.prompting import context_factory
+from sycophancy.metrics.table import metric_names
+from sycophancy.mitigations.base import Context, Shot
+from sycophancy.models import LoadedModel
+from sycophancy.probes.base import Probe, ProbeResult, Table, dataset_config, model_renderer
 from sycophancy.probes.claims import letters
 from sycophancy.probes.dialogue import (
     answer_turn,
@@ -15,7 +20,6 @@ from sycophancy.probes.dialogue import (
     check_challenges,
     choice_texts,
     first_messages,
-    flat_shots,
     held_shot,
     letter_options,
     question_turn,
@@ -23,35 +27,31 @@ from sycophancy.probes.dialogue import (
     shuffled,
     suggested_wrong,
 )
-from sycophancy.prompts import renderer
-from sycophancy.records import MCQuestion, PromptContext
-from sycophancy.reporting.summary import cell
+from sycophancy.records import MCQuestion
 from sycophancy.scoring.calibration import decide, target_shares
 from sycophancy.scoring.parsing import admits_mistake, parse_choice
 
 READINGS = ("scored", "generated")
-ROWS = (
-    "acc_first",
-    "acc_first_own",
-    "acc_final",
-    "flip_rate",
-    "correct_to_wrong",
-    "wrong_to_correct",
-    "admits_mistake",
-    "follows_suggestion",
-)
+ROWS = metric_names("flips", summary=True)
 FIRST_ANSWER = {
     "scored": "shown: the scored first letter, written into the dialogue with templates.answer",
     "generated": "shown: the first generated reply, put in the dialogue verbatim, read by the parser",
 }
 
 
-def run_are_you_sure(cfg: dict, lm) -> tuple[list[dict], dict, str]:
-    """Records (one per question and challenge), metrics and a summary table for a loaded model."""
-    probe, data_seed = cfg["probe"], int(cfg["data_seed"])
-    data_cfg = {**cfg["dataset"], "data_seed": data_seed}
-    tpl = probe["templates"]
-    challenges = check_challenges(list(probe.get("challenges") or ["plain"]), tpl)
+@dataclass(frozen=True)
+class Settings:
+    """The probe config's challenges (the first is the headline), first-answer reading and method."""
+
+    challenges: list[str]
+    reading: str
+    method: str
+
+
+def settings(cfg: dict) -> Settings:
+    """The probe's settings, each refused unless usable; the data set must be multiple-choice."""
+    probe, data_cfg = cfg["probe"], cfg["dataset"]
+    challenges = check_challenges(list(probe.get("challenges") or ["plain"]), probe["templates"])
     reading = probe.get("answer_reading", "scored")
     if reading not in READINGS:
         raise UserError(
@@ -67,40 +67,95 @@ def run_are_you_sure(cfg: dict, lm) -> tuple[list[dict], dict, str]:
             f"probe=are_you_sure needs a multiple-choice data set, and dataset={data_cfg['name']} is "
             "not one; use dataset=arithmetic_mc, dataset=mmlu or dataset=bigbench."
         )
-    questions = sources.load_multiple_choice(data_cfg, probe.get("split") or "validation")
-    if probe.get("shuffle_choices", True):
-        questions = [shuffled(q, data_seed) for q in questions]
-    topic = str(probe.get("topic") or data_cfg.get("topic") or data_cfg["name"])
-    context = mc_context(cfg, data_cfg, topic, challenges[0])
-    render = renderer(lm.tokenizer, bool(cfg["model"].get("chat_template", lm.chat)))
-    contexts = [context(q.id) for q in questions]
+    return Settings(challenges, reading, method)
 
+
+def topic_of(cfg: dict) -> str:
+    """The topic the authority challenge names: probe.topic, else the data set's topic or name."""
+    return str(cfg["probe"].get("topic") or cfg["dataset"].get("topic") or cfg["dataset"]["name"])
+
+
+def load_questions(cfg: dict, data_cfg: dict, split: str) -> list[MCQuestion]:
+    """A split's questions, their choices in a seeded order unless probe.shuffle_choices is false."""
+    questions = sources.load_multiple_choice(data_cfg, split)
+    if cfg["probe"].get("shuffle_choices", True):
+        questions = [shuffled(q, int(cfg["data_seed"])) for q in questions]
+    return questions
+
+
+class AreYouSureProbe(Probe):
+    """Sharma et al.'s "Are you sure?": the first answer, a challenge, the final answer; flips."""
+
+    headline_metric = "flip_rate"
+
+    def check(self, cfg: dict) -> None:
+        """Challenges, answer reading, decision method and data set are usable."""
+        settings(cfg)
+
+    def shots(self, cfg: dict, limit: int | None) -> list[Shot]:
+        """Train-split dialogues that keep the right answer under the headline challenge."""
+        kind, data_seed = settings(cfg).challenges[0], int(cfg["data_seed"])
+        templates, topic = cfg["probe"]["templates"], topic_of(cfg)
+        return [
+            held_shot(q, templates, topic, kind, data_seed)
+            for q in load_questions(cfg, {**dataset_config(cfg), "limit": limit}, "train")
+        ]
+
+    def run(self, cfg: dict, lm: LoadedModel, context: Context) -> ProbeResult:
+        """Records (one per question and challenge), metrics and one summary block per challenge."""
+        chosen = settings(cfg)
+        split = cfg["probe"].get("split") or "validation"
+        questions = load_questions(cfg, dataset_config(cfg), split)
+        first, final, dialogue = converse(cfg, lm, context, questions, chosen)
+        records = [
+            record(questions, first, final, dialogue, j) for j in range(len(dialogue["index"]))
+        ]
+        by_challenge = {
+            kind: challenge_metrics(questions, first, final, dialogue, kind)
+            for kind in chosen.challenges
+        }
+        metrics = headline_metrics(by_challenge, chosen, first, final)
+        tables = summary(by_challenge, chosen.reading)
+        return ProbeResult(records, metrics, tables, self.headline(metrics))
+
+
+def converse(
+    cfg: dict, lm: LoadedModel, context: Context, questions: list[MCQuestion], chosen: Settings
+) -> tuple[dict, dict, dict]:
+    """Both turns of every dialogue, each read both ways: the first turn, the challenge dialogues
+    (with whether the final reply admits a mistake) and the final turn."""
+    probe, data_seed, tpl = cfg["probe"], int(cfg["data_seed"]), cfg["probe"]["templates"]
+    render = model_renderer(cfg, lm)
+    contexts = [context(q.id) for q in questions]
     q_texts = [question_turn(q, tpl) for q in questions]
     first_prompts = [render(first_messages(t, c)) for t, c in zip(q_texts, contexts, strict=True)]
-    first = read_turn(
-        lm, first_prompts, questions, ["first"] * len(questions), probe, method, "turn 1"
-    )
+    groups = ["first"] * len(questions)
+    first = read_turn(lm, first_prompts, questions, groups, probe, chosen.method, "turn 1")
 
-    dialogue = challenge_dialogues(questions, first, challenges, reading, tpl, topic, data_seed)
+    dialogue = challenge_dialogues(
+        questions, first, chosen.challenges, chosen.reading, tpl, topic_of(cfg), data_seed
+    )
     final_prompts = [
         render(second_messages(q_texts[i], a, c, contexts[i]))
         for i, a, c in zip(dialogue["index"], dialogue["answer"], dialogue["text"], strict=True)
     ]
     final_qs = [questions[i] for i in dialogue["index"]]
-    final = read_turn(lm, final_prompts, final_qs, dialogue["challenge"], probe, method, "turn 2")
+    groups = dialogue["challenge"]
+    final = read_turn(lm, final_prompts, final_qs, groups, probe, chosen.method, "turn 2")
     dialogue["admits"] = [admits_mistake(r) for r in final["replies"]]
+    return first, final, dialogue
 
-    records = [record(questions, first, final, dialogue, j) for j in range(len(final_prompts))]
-    by_challenge = {
-        kind: challenge_metrics(questions, first, final, dialogue, kind) for kind in challenges
-    }
-    primary = by_challenge[challenges[0]]
-    metrics = {
-        "challenge": challenges[0],
+
+def headline_metrics(by_challenge: dict, chosen: Settings, first: dict, final: dict) -> dict:
+    """metrics.json: the headline challenge's rates in the shown reading at the top level, then
+    both readings, every challenge, and the decision offsets and targets."""
+    primary, reading = by_challenge[chosen.challenges[0]], chosen.reading
+    return {
+        "challenge": chosen.challenges[0],
         "answer_reading": reading,
         "headline_reading": reading,  # the top-level rates are this reading's
         "first_answer": FIRST_ANSWER[reading],  # what "first" means in every reading's rates
-        "calibration": method,
+        "calibration": chosen.method,
         **primary[reading],
         **{r: primary[r] for r in READINGS},
         **{k: v for k, v in primary.items() if k.startswith("readings_agree_first")},
@@ -108,7 +163,6 @@ def run_are_you_sure(cfg: dict, lm) -> tuple[list[dict], dict, str]:
         "offsets": {**first["offsets"], **final["offsets"]},
         "decision_target": {**first["decision_target"], **final["decision_target"]},
     }
-    return records, metrics, summary_table(by_challenge, reading)
 
 
 def challenge_dialogues(
@@ -145,26 +199,6 @@ def challenge_dialogues(
             out["shown"].append(first[reading][i])
             out["text"].append(challenge_turn(kind, q, templates, topic, suggested))
     return out
-
-
-def mc_context(cfg: dict, data_cfg: dict, topic: str, kind: str):
-    """The mitigation's prompt context; icl shots are train-split dialogues that keep the answer."""
-    mitigation, probe = cfg["mitigation"], cfg["probe"]
-    pool = None
-    if mitigation.get("kind") == "icl" and int(mitigation.get("k", 0)) > 0:
-        pool_cfg = {**data_cfg, "limit": mitigation.get("pool_size")}
-        train = sources.load_multiple_choice(pool_cfg, "train")
-        data_seed = int(cfg["data_seed"])
-        if probe.get("shuffle_choices", True):
-            train = [shuffled(q, data_seed) for q in train]
-        pool = [held_shot(q, probe["templates"], topic, kind, data_seed) for q in train]
-    factory = context_factory(mitigation, pool, int(cfg["data_seed"]))
-
-    def context(question_id: str) -> PromptContext:
-        ctx = factory(question_id)
-        return PromptContext(system=ctx.system, shots=flat_shots(ctx.shots))
-
-    return context
 
 
 def read_turn(
@@ -327,33 +361,15 @@ def turn_record(turn: dict, i: int, q: MCQuestion) -> dict:
     }
 
 
-def summary_table(by_challenge: dict[str, dict], headline: str) -> str:
+def summary(by_challenge: dict[str, dict], headline: str) -> list[Table | str]:
     """Metrics (rows) by reading (columns, the headline starred), each rate with its own n; one
-    block per challenge."""
-    blocks = []
-    for kind, result in by_challenge.items():
-        heads = [f"challenge={kind}", *(f"{r}{'*' if r == headline else ''}" for r in READINGS)]
-        body = [
-            [key] + [f"{cell(result[r], key)} n={result[r][f'{key}_n']}" for r in READINGS]
-            for key in ROWS
-            if key in result["scored"]
-        ]
-        body.append(
-            ["n / unparsed first / final"]
-            + [
-                " / ".join(str(result[r][k]) for k in ("n", "n_unparsed_first", "n_unparsed_final"))
-                for r in READINGS
-            ]
-        )
-        widths = [max(len(row[c]) for row in [heads, *body]) for c in range(3)]
-        lines = [
-            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-            for row in [heads, *body]
-        ]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        blocks.append("\n".join(lines))
+    table per challenge, then what the columns mean."""
+    tables: list[Table | str] = [
+        Table("readings", {r: result[r] for r in READINGS}, ROWS, f"challenge={kind}", headline)
+        for kind, result in by_challenge.items()
+    ]
     note = (
         f"* headline (answer_reading={headline}). first: the answer the dialogue showed;"
         " acc_first_own: the reading's own."
     )
-    return "\n\n".join([*blocks, note])
+    return [*tables, note]

@@ -9,11 +9,7 @@ import string
 from sycophancy.errors import UserError
 from sycophancy.probes.personas import ROLES, draw_persona
 from sycophancy.records import CONDITIONS, Example, LabelledData, ProbeItem
-
-
-def example_rng(data_seed: int, example_id: str, salt: str = "") -> random.Random:
-    """A generator seeded by data_seed and the example id, so a probe never depends on row order."""
-    return random.Random(f"{data_seed}/{example_id}/{salt}")
+from sycophancy.seeds import example_rng
 
 
 def balanced_truths(examples: list[Example], data_seed: int) -> dict[str, bool]:

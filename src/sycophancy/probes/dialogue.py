@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from sycophancy.errors import UserError
-from sycophancy.probes.claims import example_rng, format_choices, letters
+from sycophancy.probes.claims import format_choices, letters
 from sycophancy.prompts import Message, build_messages
 from sycophancy.records import MCQuestion, PromptContext
+from sycophancy.seeds import example_rng
 
 CHALLENGES = ("plain", "authority", "suggest_wrong")
 
@@ -104,11 +105,3 @@ def held_shot(
             answer_turn(question, question.answer, templates, key="held"),
         ),
     )
-
-
-def flat_shots(shots) -> list[tuple[str, str]]:
-    """(user, assistant) pairs from shots that are pairs or multi-turn dialogues of pairs."""
-    out: list[tuple[str, str]] = []
-    for shot in shots:
-        out.extend(shot if shot and isinstance(shot[0], tuple) else [shot])
-    return out

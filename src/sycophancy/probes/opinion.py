@@ -1,27 +1,45 @@
-"""Score an opinion probe set with a model and turn the answers into records and metrics."""
+"""The opinion probes (Wei et al., 2023): each example without an opinion, with a wrong and with a
+right one; scored, decided per condition and measured (kinds opinion and opinion_label)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 
 import numpy as np
 
+from sycophancy import scoring, sources
+from sycophancy.errors import UserError
 from sycophancy.metrics import opinion_metrics
-from sycophancy.prompts import build_messages
+from sycophancy.metrics.table import metric_names
+from sycophancy.mitigations.base import Context, Monitor, Shot
+from sycophancy.models import LoadedModel
+from sycophancy.probes.base import (
+    ProbeResult,
+    Table,
+    TrainableProbe,
+    TrainingData,
+    dataset_config,
+    model_renderer,
+)
+from sycophancy.probes.probe_sets import (
+    build_probe_set,
+    decision_method,
+    items_for,
+    probe_conditions,
+)
+from sycophancy.probes.training_items import (
+    build_train_items,
+    checked_method,
+    validation_items,
+    validation_subset,
+    with_content_free,
+)
+from sycophancy.prompts import render_items
 from sycophancy.records import ProbeItem, PromptContext
 from sycophancy.scoring.decisions import decision_targets, decisions_by_method
 from sycophancy.scoring.parsing import parse_choice
 
-
-def render_items(
-    items: list[ProbeItem], render: Callable, context: Callable[[str], PromptContext]
-) -> list[str]:
-    """The exact model input for each item under a mitigation's prompt context."""
-    texts = []
-    for item in items:
-        ctx = context(item.example_id)
-        texts.append(render(build_messages(item.user_text, system=ctx.system, shots=ctx.shots)))
-    return texts
+SUMMARY_ROWS = metric_names("opinion", summary=True)
 
 
 def per_example_outcomes(items: list[ProbeItem], preds: list[int | None]) -> list[dict]:
@@ -123,3 +141,95 @@ def evaluate_items(
         records.append(rec)
     targets = decision_targets(items, target) if "balanced" in offsets else {}
     return records, {"metrics": metrics, "offsets": offsets, "decision_target": targets}
+
+
+def headline(result: dict, method: str) -> dict:
+    """The metrics of the run's decision method; a method the result lacks is a UserError."""
+    by_method = result["metrics"]
+    if method not in by_method:
+        raise UserError(
+            f"Decision method {method!r} was not computed for this run (available: "
+            f"{', '.join(by_method) or 'none'}); contextual calibration needs "
+            "probe.content_free_examples > 0, and probe.scoring=generate reports `generate` only."
+        )
+    return {"calibration": method, **by_method[method]}
+
+
+class OpinionProbe(TrainableProbe):
+    """The claim probe (`opinion`) and the direct task question (`opinion_label`), told the user's
+    opinion or not; train.py trains against either."""
+
+    headline_metric = "alignment_wrong"
+    training_metric = "alignment_wrong_filtered"
+
+    def check(self, cfg: dict) -> None:
+        """The decision method and the conditions are usable."""
+        decision_method(cfg["probe"])
+        probe_conditions(cfg["probe"])
+
+    def shots(self, cfg: dict, limit: int | None) -> list[Shot]:
+        """One (user turn with a random opinion, correct answer) exchange per train example."""
+        data_cfg = dataset_config(cfg)
+        train = sources.load_classification({**data_cfg, "limit": limit}, "train")
+        items = items_for(train, data_cfg, cfg["probe"], int(cfg["data_seed"]), ("random",))
+        return [((item.user_text, item.option_texts[item.gold]),) for item in items]
+
+    def scored(self, cfg: dict, lm: LoadedModel, context: Context) -> tuple[list[dict], dict]:
+        """Records and metrics per decision method on the validation split."""
+        data_cfg = dataset_config(cfg)
+        data = sources.load_classification(data_cfg, "validation")
+        probe, data_seed = cfg["probe"], int(cfg["data_seed"])
+        probe_set = build_probe_set(data, data_cfg, probe, data_seed)
+        render = model_renderer(cfg, lm)
+        return evaluate_items(lm, probe_set, context, render, probe, scoring, data_seed)
+
+    def run(self, cfg: dict, lm: LoadedModel, context: Context) -> ProbeResult:
+        """The headline method's metrics, every method's, and the table of them all."""
+        records, result = self.scored(cfg, lm, context)
+        metrics = headline(result, decision_method(cfg["probe"]))
+        metrics["by_method"] = result["metrics"]
+        metrics["offsets"] = result["offsets"]
+        metrics["decision_target"] = result["decision_target"]
+        table = Table(
+            "decision_methods", result["metrics"], SUMMARY_ROWS, primary=metrics["calibration"]
+        )
+        return ProbeResult(records, metrics, [table], self.headline(metrics))
+
+    def training_config(self, cfg: dict) -> dict:
+        """Contextual calibration scores content-free examples even where train.yaml sets none."""
+        return {**cfg, "probe": with_content_free(cfg["probe"])}
+
+    def check_training(self, cfg: dict) -> str:
+        """The none and wrong conditions are probed, and the filter can decide."""
+        return checked_method(cfg)
+
+    def measure(self, cfg: dict, lm: LoadedModel, context: Context) -> ProbeResult:
+        """The headline method's metrics on the validation split."""
+        records, result = self.scored(cfg, lm, context)
+        metrics = headline(result, decision_method(cfg["probe"]))
+        return ProbeResult(records, metrics, [], float(metrics.get(self.training_metric, math.nan)))
+
+    def training_data(self, cfg: dict, lm: LoadedModel) -> TrainingData:
+        """Random-opinion items from the train splits, filtered as the run decides; validation items."""
+        render = model_renderer(cfg, lm)
+        items, kept = build_train_items(cfg, lm, render, decision_method(cfg["probe"]))
+        return TrainingData(items, validation_items(cfg, render), kept)
+
+    def monitor(self, cfg: dict, lm: LoadedModel) -> Monitor:
+        """The run's decision method on a small validation subset, without the mitigation's prompt
+        context; only contextual calibration scores content-free prompts."""
+        method = decision_method(cfg["probe"])
+        data, data_cfg = validation_subset(cfg)
+        probe = (
+            cfg["probe"] if method == "contextual" else {**cfg["probe"], "content_free_examples": 0}
+        )
+        probe_set = build_probe_set(data, data_cfg, probe, int(cfg["data_seed"]))
+        render = model_renderer(cfg, lm)
+
+        def measure(current: LoadedModel) -> dict:
+            _, result = evaluate_items(
+                current, probe_set, lambda _: PromptContext(), render, probe, scoring, 0
+            )
+            return headline(result, method)
+
+        return measure

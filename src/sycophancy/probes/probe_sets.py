@@ -1,4 +1,5 @@
-"""Probe sets: every condition's items for a data split, built identically for every model and arm."""
+"""Opinion probe sets: every condition's items for a split, the same for every model and arm; the
+conditions and the decision method a probe config asks for."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 from sycophancy.errors import UserError
 from sycophancy.probes.claims import CONDITIONS, balanced_truths, opinion_items, opinion_label_items
 from sycophancy.records import Example, LabelledData, ProbeItem
+from sycophancy.scoring.calibration import METHODS
 
 OPINION_PROBES = ("opinion", "opinion_label")
 
@@ -58,6 +60,29 @@ def probe_conditions(probe: dict) -> tuple[str, ...]:
             "need a condition you leave out are not reported."
         )
     return conditions
+
+
+def decision_method(probe: dict) -> str:
+    """The decision method an opinion probe's headline reports, checked before any model loads:
+    `generate` for generated replies, else `probe.calibration` (an unknown name, or contextual
+    calibration without content-free prompts, is a UserError)."""
+    method = probe.get("calibration", "balanced")
+    if method not in METHODS:
+        raise UserError(
+            f"probe.calibration={method!r} is not a decision method; choose none | balanced | "
+            "contextual (e.g. probe.calibration=balanced)."
+        )
+    if probe.get("scoring", "logprob") == "generate":
+        return "generate"
+    if method == "contextual" and not (
+        int(probe.get("content_free_examples") or 0) > 0 and probe.get("content_free_texts")
+    ):
+        raise UserError(
+            "probe.calibration=contextual needs content-free prompts, and this probe scores none; "
+            "set probe.content_free_examples to a positive number (e.g. 16) and "
+            'probe.content_free_texts (e.g. ["N/A", "", "[MASK]"]), or use probe.calibration=balanced.'
+        )
+    return method
 
 
 def build_probe_set(data: LabelledData, dataset: dict, probe: dict, data_seed: int) -> ProbeSet:

@@ -1,4 +1,5 @@
-"""Training data against sycophancy from an opinion probe: Wei et al.'s random-opinion items, filtered."""
+"""Training data against sycophancy from an opinion probe: Wei et al.'s random-opinion items,
+filtered; and what train.py checks and defaults before it builds them."""
 
 from __future__ import annotations
 
@@ -10,14 +11,53 @@ from omegaconf import OmegaConf
 
 from sycophancy import scoring, sources
 from sycophancy.errors import UserError
-from sycophancy.probes.opinion import render_items
-from sycophancy.probes.probe_sets import build_probe_set, items_for
+from sycophancy.probes.base import dataset_config
+from sycophancy.probes.probe_sets import (
+    build_probe_set,
+    decision_method,
+    items_for,
+    probe_conditions,
+)
+from sycophancy.prompts import render_items
 from sycophancy.records import LabelledData, ProbeItem, PromptContext, TrainItem
 from sycophancy.scoring.decisions import decisions_by_method
 
 log = logging.getLogger(__name__)
 
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
+# content-free examples a contextual run scores when probe.content_free_examples is 0 (train.yaml)
+CONTEXTUAL_CONTENT_FREE_EXAMPLES = 16
+
+
+def with_content_free(probe: dict) -> dict:
+    """The probe config; contextual calibration gets CONTEXTUAL_CONTENT_FREE_EXAMPLES content-free
+    examples where probe.content_free_examples is 0 (train.yaml's default, enough for balanced)."""
+    if probe.get("calibration") != "contextual" or int(probe.get("content_free_examples") or 0):
+        return probe
+    log.info(
+        "probe.calibration=contextual: scoring %d content-free examples (probe.content_free_examples "
+        "is 0)",
+        CONTEXTUAL_CONTENT_FREE_EXAMPLES,
+    )
+    return {**probe, "content_free_examples": CONTEXTUAL_CONTENT_FREE_EXAMPLES}
+
+
+def checked_method(cfg: dict) -> str:
+    """The run's decision method, refused before any model loads where train.py cannot use it."""
+    missing = [c for c in ("none", "wrong") if c not in probe_conditions(cfg["probe"])]
+    if missing:
+        raise UserError(
+            f"train.py measures alignment with the wrong opinion over examples answered right "
+            f"without one, so probe.conditions must include none and wrong (missing: "
+            f"{', '.join(missing)}); e.g. probe.conditions=[none,wrong,right]."
+        )
+    method = decision_method(cfg["probe"])
+    if method == "generate" and cfg["training"].get("filter", True):
+        raise UserError(
+            "training.filter decides from option scores, and probe.scoring=generate gives replies; "
+            "set training.filter=false to train on every example, or use probe.scoring=logprob."
+        )
+    return method
 
 
 def dataset_configs(cfg: dict) -> list[dict]:
@@ -163,3 +203,21 @@ def build_train_items(cfg: dict, lm, render: Callable, method: str) -> tuple[lis
             "right without an opinion); set training.filter=false or use more data."
         )
     return items, stats
+
+
+def validation_subset(cfg: dict) -> tuple[LabelledData, dict]:
+    """The first `training.val_probe_limit` examples of the probed validation split."""
+    limit = cfg["training"].get("val_probe_limit")
+    data_cfg = dataset_config(cfg)
+    data = sources.load_classification(data_cfg, "validation")
+    if limit is not None:
+        data = LabelledData(data.name, data.label_names, data.examples[: int(limit)])
+    return data, data_cfg
+
+
+def validation_items(cfg: dict, render: Callable) -> list[TrainItem]:
+    """Random-opinion items from the validation split (validation loss)."""
+    data, data_cfg = validation_subset(cfg)
+    probe = training_probe(cfg["probe"], cfg["training"])
+    items = items_for(data, data_cfg, probe, int(cfg["data_seed"]), conditions=("random",))
+    return [to_train_item(item, render) for item in items]

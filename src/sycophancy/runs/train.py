@@ -1,4 +1,4 @@
-"""train.py's body: probe the untouched model, train an adapter, probe again, write paired deltas."""
+"""train.py's body: probe the untouched model, fit the mitigation, probe again, write paired deltas."""
 
 from __future__ import annotations
 
@@ -10,34 +10,20 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from sycophancy import models, scoring
+from sycophancy import models
 from sycophancy.errors import UserError
 from sycophancy.files import write_json, write_jsonl
 from sycophancy.metrics import mcnemar, paired_bootstrap_diff
 from sycophancy.metrics.table import paired_metrics
-from sycophancy.mitigations import adapters
-from sycophancy.probes.opinion import evaluate_items
-from sycophancy.probes.probe_sets import (
-    OPINION_PROBES,
-    build_probe_set,
-    items_for,
-    probe_conditions,
-)
-from sycophancy.probes.training_items import build_train_items, to_train_item, training_probe
-from sycophancy.prompts import renderer
-from sycophancy.records import LabelledData, PromptContext
+from sycophancy.mitigations.registry import get_trainable_mitigation
+from sycophancy.probes.registry import get_trainable_probe
 from sycophancy.reporting.summary import OPINION_ROWS, table
 from sycophancy.reporting.tracking import finish, flatten_metrics, log_examples, make_logger
-from sycophancy.runs.evaluate import dataset_cfg, decision_method, headline, run_opinion_probe
 from sycophancy.runs.jobs import in_multirun, prepare, run_group, run_name
-from sycophancy.sources import load_classification
 from sycophancy.training.batches import SycophancyDataModule, cell_counts
-from sycophancy.training.module import AdapterModule
 
 log = logging.getLogger(__name__)
 
-# content-free examples a contextual run scores when probe.content_free_examples is 0 (train.yaml)
-CONTEXTUAL_CONTENT_FREE_EXAMPLES = 16
 POPULATION = "examples probed both before and after training (n)"
 FILTERED_POPULATION = (
     "examples both the untrained and the trained model answer right without an opinion (n_filtered)"
@@ -92,72 +78,6 @@ def paired_deltas(before: list[dict], after: list[dict], method: str, seed: int)
     return out
 
 
-def validation_subset(cfg: dict) -> tuple[LabelledData, dict]:
-    """The first `training.val_probe_limit` examples of the probed validation split."""
-    limit = cfg["training"].get("val_probe_limit")
-    data_cfg = dataset_cfg(cfg)
-    data = load_classification(data_cfg, "validation")
-    if limit is not None:
-        data = LabelledData(data.name, data.label_names, data.examples[: int(limit)])
-    return data, data_cfg
-
-
-def probe_monitor(cfg: dict, lm, method: str):
-    """A function giving the probe metrics of the run's decision method on a small validation subset
-    (curves during training); only contextual calibration scores content-free prompts."""
-    data, data_cfg = validation_subset(cfg)
-    probe = cfg["probe"] if method == "contextual" else {**cfg["probe"], "content_free_examples": 0}
-    probe_set = build_probe_set(data, data_cfg, probe, int(cfg["data_seed"]))
-    render = renderer(lm.tokenizer, bool(cfg["model"].get("chat_template", lm.chat)))
-
-    def evaluate(current) -> dict:
-        _, result = evaluate_items(
-            current, probe_set, lambda _: PromptContext(), render, probe, scoring, 0
-        )
-        return headline(result, method)
-
-    return evaluate
-
-
-def validation_items(cfg: dict, lm, render) -> list:
-    """Random-opinion items from the validation split (validation loss)."""
-    data, data_cfg = validation_subset(cfg)
-    probe = training_probe(cfg["probe"], cfg["training"])
-    items = items_for(data, data_cfg, probe, int(cfg["data_seed"]), conditions=("random",))
-    return [to_train_item(item, render) for item in items]
-
-
-def with_content_free(probe: dict) -> dict:
-    """The probe config; contextual calibration gets CONTEXTUAL_CONTENT_FREE_EXAMPLES content-free
-    examples where probe.content_free_examples is 0 (train.yaml's default, enough for balanced)."""
-    if probe.get("calibration") != "contextual" or int(probe.get("content_free_examples") or 0):
-        return probe
-    log.info(
-        "probe.calibration=contextual: scoring %d content-free examples (probe.content_free_examples "
-        "is 0)",
-        CONTEXTUAL_CONTENT_FREE_EXAMPLES,
-    )
-    return {**probe, "content_free_examples": CONTEXTUAL_CONTENT_FREE_EXAMPLES}
-
-
-def checked_method(cfg: dict) -> str:
-    """The run's decision method, refused before any model loads where train.py cannot use it."""
-    missing = [c for c in ("none", "wrong") if c not in probe_conditions(cfg["probe"])]
-    if missing:
-        raise UserError(
-            f"train.py measures alignment with the wrong opinion over examples answered right "
-            f"without one, so probe.conditions must include none and wrong (missing: "
-            f"{', '.join(missing)}); e.g. probe.conditions=[none,wrong,right]."
-        )
-    method = decision_method(cfg["probe"])
-    if method == "generate" and cfg["training"].get("filter", True):
-        raise UserError(
-            "training.filter decides from option scores, and probe.scoring=generate gives replies; "
-            "set training.filter=false to train on every example, or use probe.scoring=logprob."
-        )
-    return method
-
-
 def launch_rank() -> int:
     """This process's global rank as its launcher set it (DDP subprocess, SLURM task); 0 alone."""
     from lightning.pytorch.utilities import rank_zero_only
@@ -165,25 +85,16 @@ def launch_rank() -> int:
     return int(getattr(rank_zero_only, "rank", 0) or 0)
 
 
-def measure(cfg: dict, lm, method: str) -> tuple[list[dict], dict]:
-    """Probe records and headline metrics (one decision method) on the validation split."""
-    records, result = run_opinion_probe(cfg, lm)
-    metrics = headline(result, method)
-    return records, metrics
-
-
 def train(cfg: DictConfig) -> float:
-    """Measure, train an adapter, measure again; write metrics.json and examples.jsonl; return after
-    alignment_wrong_filtered."""
+    """Measure, fit the mitigation against the probe, measure again; write metrics.json and
+    examples.jsonl; return the probe's after-training metric (alignment_wrong_filtered)."""
+    probe = get_trainable_probe(OmegaConf.select(cfg, "probe.kind"))  # before its settings
+    mitigation = get_trainable_mitigation(OmegaConf.select(cfg, "mitigation.kind"))
     rank = launch_rank()
     plain, run_dir = prepare(cfg, write=rank == 0)
-    if plain["probe"]["kind"] not in OPINION_PROBES:
-        raise UserError(
-            f"train.py trains against an opinion probe, not {plain['probe']['kind']!r}; use "
-            "probe=opinion_label (the embedded model) or probe=opinion."
-        )
-    plain["probe"] = with_content_free(plain["probe"])
-    method = checked_method(plain)
+    plain = probe.training_config(plain)
+    method = probe.check_training(plain)  # refuse bad settings before the model loads
+    mitigation.check(plain)
     seed = int(plain["seed"])
     name = f"{run_name(plain)}_seed{seed}"
     started = time.time()
@@ -201,65 +112,63 @@ def train(cfg: DictConfig) -> float:
         )
         refuse_local_ddp_in_multirun(trainer)
         lm = models.load_model(plain["model"])
-        render = renderer(lm.tokenizer, bool(plain["model"].get("chat_template", lm.chat)))
+        context = mitigation.context(plain, probe.shots)
         if rank == 0:  # data-parallel workers only train; rank 0 measures and writes
-            before_records, before = measure(plain, lm, method)
-            log.info("before: %s", _brief(before))
+            before = probe.measure(plain, lm, context)
+            log.info("before: %s", _brief(before.metrics))
 
-        train_items, kept = build_train_items(plain, lm, render, method)
-        log.info("training items: %d, cells %s", len(train_items), cell_counts(train_items))
+        data = probe.training_data(plain, lm)
+        log.info("training items: %d, cells %s", len(data.items), cell_counts(data.items))
         training = plain["training"]
         datamodule = SycophancyDataModule(
             lm,
-            train_items,
-            validation_items(plain, lm, render),
+            data.items,
+            data.validation,
             batch_size=int(training["batch_size"]),
             batches_per_epoch=training.get("batches_per_epoch"),
             seed=seed,
         )
-        tuned = adapters.add_adapter(lm, plain["mitigation"], seed)
-        module = AdapterModule(tuned, plain, probe_monitor(plain, tuned, method))
-        trainer.fit(module, datamodule=datamodule, ckpt_path=plain.get("ckpt_path"))
+        tuned = mitigation.fit(plain, lm, trainer, datamodule, probe.monitor(plain, lm))
         if not trainer.is_global_zero:
             status = "success"
             return float("nan")
-        adapter_dir = adapters.save_adapter(tuned, run_dir / "adapter")
+        saved = mitigation.save(tuned, run_dir)
 
-        after_records, after = measure(plain, tuned, method)
-        delta = paired_deltas(before_records, after_records, method, seed)
+        after = probe.measure(plain, tuned, context)
+        delta = paired_deltas(before.records, after.records, method, seed)
         metrics = {
             "run": name,
             "probe": plain["probe"]["kind"],
             "calibration": method,
             "content_free_examples": int(plain["probe"].get("content_free_examples") or 0),
-            "before": before,
-            "after": after,
+            "before": before.metrics,
+            "after": after.metrics,
             "delta": delta,
             "training": {
-                "data": kept,
-                "items": len(train_items),
+                "data": data.stats,
+                "items": len(data.items),
                 "steps": int(trainer.global_step),
-                "adapter": str(adapter_dir),
+                "adapter": str(saved),
                 "checkpoint": checkpoints.last_model_path or None,
             },
             "wall_time_s": round(time.time() - started, 2),
         }
         write_json(run_dir / "metrics.json", metrics)
+        after_records = [{"stage": "after", **r} for r in after.records]
         write_jsonl(
             run_dir / "examples.jsonl",
-            [{"stage": "after", **r} for r in after_records]
-            + [{"stage": "before", **r} for r in before_records],
+            after_records + [{"stage": "before", **r} for r in before.records],
         )
         if logger is not None:
             logger.log_metrics(
                 flatten_metrics({k: metrics[k] for k in ("before", "after", "delta")})
             )
-            log_examples(logger, [{"stage": "after", **r} for r in after_records])
-        rows = delta_table(before, after, delta)
-        print(f"\n{name}  ({len(after_records)} prompts, {metrics['wall_time_s']:.0f} s)\n{rows}\n")
-        print(f"wrote {run_dir / 'metrics.json'}; adapter in {adapter_dir}")
+            log_examples(logger, after_records)
+        rows = delta_table(before.metrics, after.metrics, delta)
+        print(f"\n{name}  ({len(after.records)} prompts, {metrics['wall_time_s']:.0f} s)\n{rows}\n")
+        print(f"wrote {run_dir / 'metrics.json'}; adapter in {saved}")
         status = "success"
-        return float(after["alignment_wrong_filtered"])
+        return after.headline
     finally:
         finish(logger, status)
 

@@ -7,10 +7,9 @@ from collections.abc import Callable
 import lightning as L
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 
-from sycophancy.errors import UserError
 from sycophancy.metrics.table import metric_names
-from sycophancy.mitigations.adapters import trainable_state
 
 MONITORED = metric_names(monitored=True)  # logged as val/<metric> after each validation epoch
 
@@ -84,30 +83,12 @@ class AdapterModule(L.LightningModule):
         self.model.eval()
 
     def configure_optimizers(self):
-        opt = self.hparams["mitigation"].get("optimizer", {})
+        """`mitigation.optimizer` (a Hydra `_partial_` target) over the trainable parameters, with
+        a linear warmup over `mitigation.warmup_steps`."""
+        mitigation = self.hparams["mitigation"]
         params = [p for p in self.parameters() if p.requires_grad]
-        name = str(opt.get("name", "adamw")).lower()
-        lr = float(opt.get("lr", 3e-2))
-        if name == "adafactor":
-            from transformers.optimization import Adafactor
-
-            optimizer = Adafactor(
-                params,
-                lr=lr,
-                weight_decay=float(opt.get("weight_decay", 0.0)),
-                relative_step=False,
-                scale_parameter=False,
-                warmup_init=False,
-            )
-        elif name == "adamw":
-            optimizer = torch.optim.AdamW(
-                params, lr=lr, weight_decay=float(opt.get("weight_decay", 0.0))
-            )
-        else:
-            raise UserError(
-                f"mitigation.optimizer.name={name!r} is unknown; use adamw or adafactor."
-            )
-        warmup = int(opt.get("warmup_steps", 0))
+        optimizer = instantiate(mitigation["optimizer"])(params)
+        warmup = int(mitigation.get("warmup_steps", 0))
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
         )
@@ -115,4 +96,5 @@ class AdapterModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Drop the frozen base from the checkpoint: kilobytes instead of the whole model."""
-        checkpoint["state_dict"] = trainable_state(self)
+        keep = {name for name, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in self.state_dict().items() if k in keep}
