@@ -38,7 +38,9 @@ def perturbed(lm, mitigation=PT):
 @pytest.mark.parametrize("family", ["causal", "seq2seq"])
 @pytest.mark.parametrize("kind", ["prompt_tuning", "lora"])
 def test_save_and_reload_give_identical_scores(tmp_path, family, kind):
-    mitigation = PT if kind == "prompt_tuning" else {"kind": "lora", "r": 2}
+    mitigation = (
+        PT if kind == "prompt_tuning" else {"kind": "lora", "r": 2, "alpha": 4, "dropout": 0.0}
+    )
     tuned = perturbed(tiny(family), mitigation)
     before = scoring.score_options(tuned, PROMPTS, OPTIONS)
     adapters.save_adapter(tuned, tmp_path / "adapter")
@@ -138,3 +140,16 @@ def test_icl_adds_k_shots_with_random_opinions_and_correct_answers(monkeypatch):
     right = [s == a for s, (_, a) in zip(stated, pool, strict=True)]
     assert 0.25 < np.mean(right) < 0.75  # opinions are random: right and wrong both common
     assert context(item.example_id) == ctx  # seeded by example id
+
+
+@pytest.mark.parametrize(
+    "mitigation, key",
+    [
+        ({"kind": "lora", "r": 2, "alpha": 4}, "dropout"),
+        ({"kind": "prompt_tuning", "init": "vocab"}, "num_virtual_tokens"),
+        ({"kind": "prompt_tuning", "num_virtual_tokens": 4, "init": "text"}, "init_text"),
+    ],
+)
+def test_adapter_settings_come_from_the_config_not_from_code_defaults(mitigation, key):
+    with pytest.raises(UserError, match=f"mitigation.{key} is not set"):
+        adapters.add_adapter(tiny("causal"), mitigation)

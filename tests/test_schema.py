@@ -8,11 +8,22 @@ from helpers import CONF, compose_config
 from omegaconf import OmegaConf
 
 from sycophancy.errors import UserError
-from sycophancy.schema import MITIGATION_SCHEMAS, PROBE_SCHEMAS, check_run_config
+from sycophancy.mitigations.registry import MITIGATIONS, get_mitigation
+from sycophancy.probes.registry import PROBES, get_probe
+from sycophancy.schema import check_run_config
 
 
 def plain(name: str, overrides: list[str]) -> dict:
     return OmegaConf.to_container(compose_config(name, overrides), resolve=True)
+
+
+def check(cfg: dict) -> None:
+    """check_run_config with the schemas the config's probe and mitigation kinds declare."""
+    schemas = {
+        "probe": get_probe(cfg["probe"]["kind"]).schema,
+        "mitigation": get_mitigation(cfg["mitigation"]["kind"]).schema,
+    }
+    check_run_config(cfg, schemas)
 
 
 def options(group: str) -> list[str]:
@@ -23,21 +34,24 @@ def options(group: str) -> list[str]:
 def test_every_shipped_option_passes_its_schema(group):
     assert options(group), f"no configs in conf/{group}"
     for option in options(group):
-        check_run_config(plain("evaluate", [f"{group}={option}"]))
+        check(plain("evaluate", [f"{group}={option}"]))
 
 
 @pytest.mark.parametrize("option", ["prompt_tuning", "lora"])
 def test_train_config_passes_its_schema(option):
-    check_run_config(plain("train", [f"mitigation={option}", "trainer=cpu"]))
+    check(plain("train", [f"mitigation={option}", "trainer=cpu"]))
 
 
-def test_every_shipped_probe_and_mitigation_kind_has_a_schema():
+def test_every_shipped_probe_and_mitigation_kind_declares_a_schema():
     kinds = {
         group: {OmegaConf.load(p)["kind"] for p in (CONF / group).glob("*.yaml")}
         for group in ("probe", "mitigation")
     }
-    assert kinds["probe"] <= set(PROBE_SCHEMAS)
-    assert kinds["mitigation"] <= set(MITIGATION_SCHEMAS)
+    assert kinds["probe"] <= set(PROBES.kinds()) and kinds["mitigation"] <= set(MITIGATIONS.kinds())
+    for kind in kinds["probe"]:
+        assert get_probe(kind).schema is not None, kind
+    for kind in kinds["mitigation"]:
+        assert get_mitigation(kind).schema is not None, kind
 
 
 @pytest.mark.parametrize(
@@ -61,10 +75,10 @@ def test_every_shipped_probe_and_mitigation_kind_has_a_schema():
 def test_bad_values_are_refused_with_the_key_named(script, override, named):
     cfg = plain(script, [override])
     if named is None:  # a valid override, for contrast
-        check_run_config(cfg)
+        check(cfg)
         return
     with pytest.raises(UserError, match=named.replace(".", r"\.")):
-        check_run_config(cfg)
+        check(cfg)
 
 
 def test_a_bad_value_stops_the_run_before_the_model_loads(tmp_path, monkeypatch):

@@ -110,6 +110,7 @@ def tiny_module(family: str, lr: float = 0.3, kind: str = "prompt_tuning"):
         "num_virtual_tokens": 4,
         "init": "vocab",
         "r": 4,
+        "alpha": 16,
         "dropout": 0.1,
         "optimizer": OPTIMIZERS[kind] | {"lr": lr},
     }
@@ -223,7 +224,6 @@ def test_paired_deltas_pair_examples_and_test_alignment():
     assert delta["acc_no_opinion"] == 0 and delta["n"] == 10
 
 
-@pytest.mark.skipif(not (CONF / "model" / "tiny-llama.yaml").exists(), reason="model configs")
 def test_train_end_to_end_on_tiny_llama(tmp_path):
     from sycophancy.runs.train import train
 

@@ -3,8 +3,8 @@
 Each config section is merged onto its dataclass with OmegaConf, which refuses a key the dataclass
 does not declare and a value it cannot convert, naming the full key. The YAML files in conf/ stay the
 one place for defaults; a dataclass default here only says what a key means when a file omits it.
-Probes and mitigations are checked against the schema registered for their `kind`; a plug-in kind
-without one is passed through unchecked.
+Probes and mitigations are checked against the schema their kind declares (`Probe.schema`,
+`Mitigation.schema`); a plug-in kind that declares none is passed through unchecked.
 """
 
 from __future__ import annotations
@@ -188,18 +188,6 @@ class LoraSchema:
     warmup_steps: int = 0
 
 
-PROBE_SCHEMAS: dict[str, type] = {
-    "opinion": OpinionProbeSchema,
-    "opinion_label": OpinionProbeSchema,
-    "are_you_sure": AreYouSureSchema,
-}
-MITIGATION_SCHEMAS: dict[str, type] = {
-    "none": PromptMitigationSchema,
-    "system_prompt": PromptMitigationSchema,
-    "icl": PromptMitigationSchema,
-    "prompt_tuning": PromptTuningSchema,
-    "lora": LoraSchema,
-}
 SECTIONS: dict[str, type] = {
     "model": ModelSchema,
     "dataset": DatasetSchema,
@@ -235,19 +223,19 @@ def checked(section: str, schema: type, values: dict) -> None:
         ) from None
 
 
-def check_run_config(cfg: dict) -> None:
-    """Check every known section of a resolved run config (the values are left as they are); a
-    UserError names the first unknown key, wrong type or out-of-range value."""
+def check_run_config(cfg: dict, schemas: dict[str, type | None] | None = None) -> None:
+    """Check every known section of a resolved run config (the values are left as they are), and
+    `probe`/`mitigation` against the schemas their kinds declare (`schemas`); a UserError names the
+    first unknown key, wrong type or out-of-range value."""
     for key in TOP_LEVEL_INTS:
         if key in cfg:
             _integer(key, cfg[key])
     for section, schema in SECTIONS.items():
         if isinstance(cfg.get(section), dict):
             checked(section, schema, cfg[section])
-    for section, registry in (("probe", PROBE_SCHEMAS), ("mitigation", MITIGATION_SCHEMAS)):
-        values = cfg.get(section)
-        if isinstance(values, dict) and values.get("kind") in registry:
-            checked(section, registry[values["kind"]], values)
+    for section, schema in (schemas or {}).items():
+        if schema is not None and isinstance(cfg.get(section), dict):
+            checked(section, schema, cfg[section])
     _check_ranges(cfg)
     _check_trainer(cfg.get("trainer"))
 

@@ -19,12 +19,23 @@ from peft import LoraConfig, PeftModel, PromptTuningConfig, TaskType, get_peft_m
 from sycophancy.errors import UserError
 from sycophancy.mitigations.base import Monitor, TrainableMitigation
 from sycophancy.models import LoadedModel
+from sycophancy.schema import LoraSchema, PromptTuningSchema
 from sycophancy.training.module import AdapterModule
 
 log = logging.getLogger(__name__)
 
 ADAPTER_KINDS = ("prompt_tuning", "lora")
 INITS = ("text", "vocab", "random")
+
+
+def setting(mitigation: dict, key: str):
+    """A required adapter setting; conf/mitigation/<kind>.yaml is its one source of defaults."""
+    if mitigation.get(key) is None:
+        raise UserError(
+            f"mitigation.{key} is not set for mitigation={mitigation.get('name') or mitigation.get('kind')}; "
+            f"conf/mitigation/{mitigation.get('kind')}.yaml sets it, or give mitigation.{key}=<value>."
+        )
+    return mitigation[key]
 
 
 def peft_config(lm: LoadedModel, mitigation: dict):
@@ -34,16 +45,16 @@ def peft_config(lm: LoadedModel, mitigation: dict):
     if kind == "prompt_tuning":
         return PromptTuningConfig(
             task_type=task,
-            num_virtual_tokens=int(mitigation.get("num_virtual_tokens", 20)),
+            num_virtual_tokens=int(setting(mitigation, "num_virtual_tokens")),
             num_transformer_submodules=1,  # T5: only the encoder reads the soft prompt
             prompt_tuning_init="RANDOM",  # overwritten by init_soft_prompt
         )
     if kind == "lora":
         return LoraConfig(
             task_type=task,
-            r=int(mitigation.get("r", 8)),
-            lora_alpha=int(mitigation.get("alpha", 16)),
-            lora_dropout=float(mitigation.get("dropout", 0.0)),
+            r=int(setting(mitigation, "r")),
+            lora_alpha=int(setting(mitigation, "alpha")),
+            lora_dropout=float(setting(mitigation, "dropout")),
             target_modules=mitigation.get("target_modules") or None,
         )
     raise UserError(
@@ -54,7 +65,7 @@ def peft_config(lm: LoadedModel, mitigation: dict):
 
 def soft_prompt_init(mitigation: dict) -> str:
     """How the soft prompt starts (`mitigation.init`), refused unless one of INITS."""
-    how = str(mitigation.get("init", "text")).lower()
+    how = str(setting(mitigation, "init")).lower()
     if how not in INITS:
         raise UserError(f"mitigation.init={how!r} is not one of {', '.join(INITS)}.")
     return how
@@ -68,9 +79,7 @@ def init_soft_prompt(peft_model, lm: LoadedModel, mitigation: dict, seed: int) -
     n = weight.shape[0]
     gen = torch.Generator().manual_seed(int(seed))
     if how == "text":
-        text = (
-            mitigation.get("init_text") or "Answer from the evidence, not from the user's opinion."
-        )
+        text = str(setting(mitigation, "init_text"))
         ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
         if not ids:
             raise UserError("mitigation.init_text tokenises to nothing; give a non-empty sentence.")
@@ -225,6 +234,7 @@ class PromptTuning(Adapter):
     """A trained soft prompt in front of every input (Lester et al., 2021)."""
 
     settings = ("num_virtual_tokens", "optimizer.lr")
+    schema = PromptTuningSchema
 
     def check(self, cfg: dict) -> None:
         """The optimizer is a partial target and the soft prompt's init is known."""
@@ -236,3 +246,4 @@ class LoRA(Adapter):
     """Trained low-rank updates of the attention projections (Hu et al., 2021)."""
 
     settings = ("r", "optimizer.lr")
+    schema = LoraSchema

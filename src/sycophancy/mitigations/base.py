@@ -22,6 +22,7 @@ class Mitigation:
 
     settings: ClassVar[tuple[str, ...]] = ()  # mitigation config keys (dotted) telling arms apart
     trainable: ClassVar[bool] = False  # whether train.py can fit it
+    schema: ClassVar[type | None] = None  # dataclass of its `mitigation.*` keys (None: unchecked)
 
     def check(self, cfg: dict) -> None:
         """Refuse unusable settings in `cfg["mitigation"]` before the model loads."""

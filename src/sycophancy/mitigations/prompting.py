@@ -5,11 +5,14 @@ from __future__ import annotations
 from sycophancy.errors import UserError
 from sycophancy.mitigations.base import Context, Mitigation, Shots
 from sycophancy.records import PromptContext
+from sycophancy.schema import PromptMitigationSchema
 from sycophancy.seeds import example_rng
 
 
 class SystemPrompt(Mitigation):
     """The untouched model, with `mitigation.system_prompt` as a system turn where one is set."""
+
+    schema = PromptMitigationSchema
 
     def check(self, cfg: dict) -> None:
         """A trained adapter belongs to the adapter mitigation it was trained as."""

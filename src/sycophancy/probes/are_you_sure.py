@@ -28,6 +28,7 @@ from sycophancy.probes.dialogue import (
     suggested_wrong,
 )
 from sycophancy.records import MCQuestion
+from sycophancy.schema import AreYouSureSchema
 from sycophancy.scoring.calibration import decide, target_shares
 from sycophancy.scoring.parsing import admits_mistake, parse_choice
 
@@ -87,6 +88,7 @@ class AreYouSureProbe(Probe):
     """Sharma et al.'s "Are you sure?": the first answer, a challenge, the final answer; flips."""
 
     headline_metric = "flip_rate"
+    schema = AreYouSureSchema
 
     def check(self, cfg: dict) -> None:
         """Challenges, answer reading, decision method and data set are usable."""

@@ -61,6 +61,7 @@ class Probe(ABC):
 
     headline_metric: ClassVar[str]  # the metrics.json key evaluate.py returns
     trainable: ClassVar[bool] = False  # whether train.py can train against it
+    schema: ClassVar[type | None] = None  # dataclass of its `probe.*` keys (None: unchecked)
 
     def check(self, cfg: dict) -> None:  # noqa: B027 (nothing to check unless a probe says so)
         """Refuse unusable probe settings before the model loads."""

@@ -36,6 +36,7 @@ from sycophancy.probes.training_items import (
 )
 from sycophancy.prompts import render_items
 from sycophancy.records import ProbeItem, PromptContext
+from sycophancy.schema import OpinionProbeSchema
 from sycophancy.scoring.decisions import decision_targets, decisions_by_method
 from sycophancy.scoring.parsing import parse_choice
 
@@ -161,6 +162,7 @@ class OpinionProbe(TrainableProbe):
 
     headline_metric = "alignment_wrong"
     training_metric = "alignment_wrong_filtered"
+    schema = OpinionProbeSchema
 
     def check(self, cfg: dict) -> None:
         """The decision method and the conditions are usable."""

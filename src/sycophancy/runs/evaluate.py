@@ -30,7 +30,7 @@ def evaluate(cfg: DictConfig) -> float:
     probe's headline metric."""
     probe = get_probe(OmegaConf.select(cfg, "probe.kind"))  # the kinds before their settings
     mitigation = get_mitigation(OmegaConf.select(cfg, "mitigation.kind"))
-    plain, run_dir = prepare(cfg)
+    plain, run_dir = prepare(cfg, schemas={"probe": probe.schema, "mitigation": mitigation.schema})
     probe.check(plain)  # refuse bad settings before the model loads
     mitigation.check(plain)
     name = run_name(plain)

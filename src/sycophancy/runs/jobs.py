@@ -48,9 +48,12 @@ def run_name(cfg: dict) -> str:
     return "_".join(str(p) for p in parts)
 
 
-def prepare(cfg: DictConfig, write: bool = True) -> tuple[dict, Path]:
-    """Check required values, resolve the config to plain data and write it into the run folder
-    (`write=False`: a data-parallel worker, which leaves the folder to rank 0)."""
+def prepare(
+    cfg: DictConfig, write: bool = True, schemas: dict[str, type | None] | None = None
+) -> tuple[dict, Path]:
+    """Check required values and types (`schemas`: the probe's and mitigation's, by section),
+    resolve the config to plain data and write it into the run folder (`write=False`: a
+    data-parallel worker, which leaves the folder to rank 0)."""
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise UserError(
@@ -58,7 +61,7 @@ def prepare(cfg: DictConfig, write: bool = True) -> tuple[dict, Path]:
             f"line, e.g. `{missing[0]}=...`."
         )
     plain = OmegaConf.to_container(cfg, resolve=True)
-    check_run_config(plain)
+    check_run_config(plain, schemas)
     run_dir = Path(
         plain.get("output_dir")
         or hydra_output_dir()

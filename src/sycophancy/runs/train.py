@@ -91,7 +91,8 @@ def train(cfg: DictConfig) -> float:
     probe = get_trainable_probe(OmegaConf.select(cfg, "probe.kind"))  # before its settings
     mitigation = get_trainable_mitigation(OmegaConf.select(cfg, "mitigation.kind"))
     rank = launch_rank()
-    plain, run_dir = prepare(cfg, write=rank == 0)
+    schemas = {"probe": probe.schema, "mitigation": mitigation.schema}
+    plain, run_dir = prepare(cfg, write=rank == 0, schemas=schemas)
     plain = probe.training_config(plain)
     method = probe.check_training(plain)  # refuse bad settings before the model loads
     mitigation.check(plain)
