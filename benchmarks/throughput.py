@@ -45,11 +45,7 @@ from omegaconf import OmegaConf
 
 from sycophancy.models import LoadedModel, load_model
 from sycophancy.scoring import score_options
-
-try:  # the decision code's home after the package move, then its home before it
-    from sycophancy.scoring.decisions import decisions_by_method
-except ImportError:
-    from sycophancy.evaluation import decisions_by_method
+from sycophancy.scoring.decisions import decisions_by_method
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -100,14 +96,18 @@ def probe_overrides(data_dir: Path, examples: int) -> list[str]:
 def probe_prompts(cfg: dict, tokenizer, chat: bool) -> tuple[list, list[str]]:
     """The probe items and their rendered model inputs, built by the project's own pipeline code."""
     from sycophancy import sources
-    from sycophancy.pipeline import dataset_cfg, prompt_context
-    from sycophancy.probes import build_probe_set
+    from sycophancy.mitigations.registry import get_mitigation
+    from sycophancy.probes.base import dataset_config
+    from sycophancy.probes.probe_sets import build_probe_set
+    from sycophancy.probes.registry import get_probe
     from sycophancy.prompts import build_messages, renderer
 
-    data_cfg = dataset_cfg(cfg)
+    data_cfg = dataset_config(cfg)
     data = sources.load_classification(data_cfg, "validation")
     items = build_probe_set(data, data_cfg, cfg["probe"], int(cfg["data_seed"])).items
-    context, render = prompt_context(cfg, data_cfg), renderer(tokenizer, chat)
+    probe = get_probe(cfg["probe"]["kind"])
+    context = get_mitigation(cfg["mitigation"]["kind"]).context(cfg, probe.shots)
+    render = renderer(tokenizer, chat)
     texts = []
     for item in items:
         ctx = context(item.example_id)
@@ -439,16 +439,18 @@ def training_section(args, lm: LoadedModel, steps: int) -> dict:
     """Steps per second of prompt tuning with the project's LightningModule and data module."""
     from hydra.utils import instantiate
 
-    from sycophancy import adapters, sources
-    from sycophancy.data import SycophancyDataModule, random_items, to_train_item
-    from sycophancy.module import AdapterModule
-    from sycophancy.pipeline import dataset_cfg
+    from sycophancy import sources
+    from sycophancy.mitigations import adapters
+    from sycophancy.probes.base import dataset_config
+    from sycophancy.probes.training_items import random_items, to_train_item
     from sycophancy.prompts import renderer
+    from sycophancy.training.batches import SycophancyDataModule
+    from sycophancy.training.module import AdapterModule
 
     cfg = compose_plain(
         "train", probe_overrides(args.data_dir, args.examples)[:2] + ["logger=none"]
     )
-    data_cfg = dataset_cfg(cfg)
+    data_cfg = dataset_config(cfg)
     batch = int(cfg["training"]["batch_size"])
     data = sources.load_classification({**data_cfg, "limit": batch * steps}, "train")
     render = renderer(lm.tokenizer, lm.chat)
