@@ -146,7 +146,9 @@ def test_options_with_distinct_first_tokens_keep_the_one_pass_scores_exactly(lm)
                 input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1
             ).logits
     expected = torch.log_softmax(logits[:, -1].float(), -1)[:, firsts].numpy()
-    assert np.array_equal(score_options(lm, [SHORT], options), expected)  # bit for bit
+    whole = dataclasses.replace(lm, reuse_prefixes=False)  # prefix reuse: tests/test_prefixes.py
+    assert np.array_equal(score_options(whole, [SHORT], options), expected)  # bit for bit
+    assert np.allclose(score_options(lm, [SHORT], options), expected, atol=2e-5)
 
 
 @pytest.mark.parametrize(
@@ -159,7 +161,8 @@ def test_one_row_per_prompt_unless_branches_need_their_own(lm, options, rows):
         lambda _m, _a, kw: seen.append(len(kw["input_ids"])), with_kwargs=True
     )
     try:
-        score_options(lm, [SHORT, LONG, "ok"], options, batch_size=16)
+        whole = dataclasses.replace(lm, reuse_prefixes=False)  # prefix passes would add calls
+        score_options(whole, [SHORT, LONG, "ok"], options, batch_size=16)
     finally:
         hook.remove()
     assert seen == [rows]  # one forward pass; a shared branch ("ne") costs no extra row

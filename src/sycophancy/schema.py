@@ -40,6 +40,7 @@ class ModelSchema:
     name_or_path: str | None = None
     dtype: str = "float32"
     chat_template: bool = False
+    reuse_prefixes: bool = True
     tiny: TinySchema | None = None
     gguf: GGUFSchema | None = None
 

@@ -20,6 +20,7 @@ from sycophancy.errors import UserError
 from sycophancy.mitigations.base import Monitor, TrainableMitigation
 from sycophancy.models import LoadedModel
 from sycophancy.schema import LoraSchema, PromptTuningSchema
+from sycophancy.scoring.prefixes import cache_keyword
 from sycophancy.training.module import AdapterModule
 
 log = logging.getLogger(__name__)
@@ -132,13 +133,20 @@ class SoftPromptCausalLM(torch.nn.Module):
         mask = torch.cat([attention_mask, ones], dim=1).gather(1, idx)
         return embeds, mask
 
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, **kwargs):
-        """Base forward on the soft-prompted embeddings; positions count real tokens only."""
+    soft_prompt_first = True  # scoring's prefix caches must start with the soft prompt
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, cache=None, **kwargs):
+        """Base forward on the soft-prompted embeddings; positions count real tokens only. After a
+        non-empty key/value `cache` (which then holds the soft prompt) the tokens are fed as they are."""
+        base = self.peft.get_base_model()
+        if cache is not None:
+            kwargs[cache_keyword(base) or "past_key_values"] = cache
+            if cache.get_seq_length() > 0:
+                return base(input_ids=input_ids, attention_mask=attention_mask,
+                            position_ids=position_ids, **kwargs)  # fmt: skip
         embeds, mask = self.embed(input_ids, attention_mask)
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        return self.peft.get_base_model()(
-            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, **kwargs
-        )
+        return base(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, **kwargs)
 
     def generate(self, input_ids=None, attention_mask=None, **kwargs):
         """Greedy generation; returns input ids followed by the new tokens, like the base model."""

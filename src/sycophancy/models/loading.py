@@ -37,6 +37,7 @@ class LoadedModel:
     chat: bool  # prompts should be rendered with tokenizer.apply_chat_template
     name: str
     source: str = ""  # hub | local | gguf | cache | tiny: where the weights were read from
+    reuse_prefixes: bool = True  # causal scoring: compute prompts' shared prefixes once (KV cache)
 
 
 def load_model(cfg: dict) -> LoadedModel:
@@ -50,7 +51,8 @@ def load_model(cfg: dict) -> LoadedModel:
     chat = bool(cfg.get("chat_template", False)) and bool(getattr(tokenizer, "chat_template", None))
     name = str(cfg.get("name") or cfg.get("name_or_path") or "model")
     log.info("Loaded %s (%s, %s) from %s", name, family, dtype, source)
-    return LoadedModel(model, tokenizer, family, chat, name, source)
+    reuse = bool(cfg.get("reuse_prefixes", True))
+    return LoadedModel(model, tokenizer, family, chat, name, source, reuse)
 
 
 def _load(cfg: dict, dtype: torch.dtype) -> tuple[Any, Any, str]:

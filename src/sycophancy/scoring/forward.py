@@ -13,6 +13,8 @@ from tqdm.auto import tqdm
 
 from sycophancy.errors import UserError
 from sycophancy.models import LoadedModel
+from sycophancy.scoring import prefixes
+from sycophancy.scoring.prefixes import PrefixRunner
 
 
 class _Read(NamedTuple):
@@ -51,13 +53,49 @@ def score_options(
     rows = _rows(lm, prompts, per_prompt)
     k = len(per_prompt[0]) if per_prompt else len(options)
     scores = np.zeros((len(prompts), k), dtype=np.float32)
+    runner = _prefix_runner(lm)
     with _inference(lm.model), _bar(len(rows), progress, "row") as bar:
+        for batch, logprobs in _scored_batches(lm, rows, batch_size, runner):
+            where = [(r.prompt, read.option) for r in batch for read in r.reads]
+            np.add.at(scores, tuple(np.array(where).T), logprobs)
+            bar.update(len(batch))
+    return scores
+
+
+def _scored_batches(
+    lm: LoadedModel, rows: list[_Row], batch_size: int, runner: PrefixRunner | None
+) -> Iterator[tuple[list[_Row], np.ndarray]]:
+    """Each batch of rows with the log-prob of every read: on shared-prefix caches where the model
+    allows it, else every row computed whole (longest first)."""
+    if runner is None:
         for idx in _batches_by_length([len(r.context) for r in rows], batch_size):
             batch = [rows[i] for i in idx]
-            where = [(r.prompt, read.option) for r in batch for read in r.reads]
-            np.add.at(scores, tuple(np.array(where).T), _score_batch(lm, batch))
-            bar.update(len(idx))
-    return scores
+            yield batch, _read(batch, _tail_logits(lm, batch, _keep(batch)))
+        return
+    if batch_size < 1:
+        raise UserError(f"batch_size={batch_size} must be at least 1.")
+    contexts = [r.context for r in rows]
+    tails = [1 + max(read.back for read in r.reads) for r in rows]
+    layout = prefixes.plan(contexts, tails, batch_size)
+    if layout.shared == 0 and getattr(lm.model, "soft_prompt_first", False):
+        yield from _scored_batches(lm, rows, batch_size, None)  # no shared prefix to hold it
+        return
+    runner.start(contexts[0][: layout.shared] if rows else [])
+    for groups in layout.batches:
+        batch = [rows[i] for g in groups for i in g.rows]
+        keep = _keep(batch)
+        yield batch, _read(batch, runner.tail_logits(contexts, groups, keep))
+
+
+def _prefix_runner(lm: LoadedModel) -> PrefixRunner | None:
+    """A shared-prefix runner for a causal model that takes a key/value cache, else None (seq2seq
+    encoders see the whole input at once; peft prompt tuning prepends its own virtual tokens)."""
+    if lm.family != "causal" or not lm.reuse_prefixes or _prompt_learning(lm.model):
+        return None
+    keyword = prefixes.cache_keyword(lm.model)
+    if keyword is None:
+        return None
+    return PrefixRunner(lm.model, pad_id(lm.tokenizer), _device(lm.model), keyword)
 
 
 def generate(
@@ -229,10 +267,15 @@ def _device(model: Any) -> Any:
     return next(model.parameters()).device
 
 
-def _score_batch(lm: LoadedModel, batch: list[_Row]) -> np.ndarray:
-    """One forward pass: the log-prob of every read of every row, in row then read order."""
-    keep = 1 + max(read.back for r in batch for read in r.reads)
-    logprobs = torch.log_softmax(_tail_logits(lm, batch, keep).float(), dim=-1)
+def _keep(batch: list[_Row]) -> int:
+    """How many last positions of each row the batch's reads need."""
+    return 1 + max(read.back for r in batch for read in r.reads)
+
+
+def _read(batch: list[_Row], logits: Any) -> np.ndarray:
+    """The log-prob of every read of every row from [b, keep, vocab] logits, in row then read order."""
+    keep = logits.shape[1]
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
     rows = [i for i, r in enumerate(batch) for _ in r.reads]
     places = [keep - 1 - read.back for r in batch for read in r.reads]
     tokens = [read.token for r in batch for read in r.reads]
