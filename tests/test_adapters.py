@@ -153,3 +153,20 @@ def test_icl_adds_k_shots_with_random_opinions_and_correct_answers(monkeypatch):
 def test_adapter_settings_come_from_the_config_not_from_code_defaults(mitigation, key):
     with pytest.raises(UserError, match=f"mitigation.{key} is not set"):
         adapters.add_adapter(tiny("causal"), mitigation)
+
+
+def test_icl_shots_per_run_are_one_draw_for_every_example(monkeypatch):
+    monkeypatch.setattr(sources, "load_classification", lambda cfg, split: toy("train", 40))
+    probe = get_probe("opinion_label")
+    examples = [f"sst2/validation/{i}" for i in range(6)]
+
+    def shots(draw: str) -> list:
+        mitigation = {"kind": "icl", "k": 3, "shots_per": draw}
+        cfg = {"dataset": DATASET, "probe": PROBE, "mitigation": mitigation, "data_seed": 0}
+        context = get_mitigation("icl").context(cfg, probe.shots)
+        return [tuple(context(e).shots) for e in examples]
+
+    assert len(set(shots("run"))) == 1 and len(shots("run")[0]) == 3  # k (user, answer) pairs
+    assert len(set(shots("example"))) > 1  # the default draws per example id
+    with pytest.raises(UserError, match="shots_per='batch'"):
+        get_mitigation("icl").check({"mitigation": {"kind": "icl", "shots_per": "batch"}})

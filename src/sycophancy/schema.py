@@ -160,6 +160,7 @@ class PromptMitigationSchema:
     system_prompt: str | None = None
     k: int = 0
     pool_size: int | None = None
+    shots_per: str = "example"  # example | run
 
 
 @dataclass

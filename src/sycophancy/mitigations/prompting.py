@@ -28,7 +28,18 @@ class SystemPrompt(Mitigation):
 class InContext(SystemPrompt):
     """k in-context examples per prompt, drawn per example id from the probe's train-split shots."""
 
-    settings = ("k",)
+    settings = ("k", "shots_per")
+    draws = ("example", "run")
+
+    def check(self, cfg: dict) -> None:
+        """Shots are drawn per example or once per run."""
+        super().check(cfg)
+        draw = cfg["mitigation"].get("shots_per", "example")
+        if draw not in self.draws:
+            raise UserError(
+                f"mitigation.shots_per={draw!r} is not one of {', '.join(self.draws)}: `example` "
+                "draws k shots per example id, `run` one set for every example."
+            )
 
     def context(self, cfg: dict, shots: Shots) -> Context:
         """The system prompt and k shots seeded by (data_seed, example id), flattened to exchanges."""
@@ -44,8 +55,11 @@ class InContext(SystemPrompt):
                 "check the data set's train files or set mitigation.k=0."
             )
 
+        per_run = mitigation.get("shots_per", "example") == "run"
+
         def context(example_id: str) -> PromptContext:
-            picked = example_rng(data_seed, example_id, "icl").sample(pool, min(k, len(pool)))
+            rng = example_rng(data_seed, "" if per_run else example_id, "icl")
+            picked = rng.sample(pool, min(k, len(pool)))
             return PromptContext(system=system, shots=[turn for shot in picked for turn in shot])
 
         return context
