@@ -9,10 +9,11 @@ One process, the same prompts for every method: the SST-2 `opinion_label` probe 
 model (SmolLM2-135M-Instruct), and the same items as plain text on a randomly initialised encoder-decoder
 of flan-t5-base's sizes. Methods: the naive loop of research code (one `generate(max_new_tokens=1,
 output_scores=True)` per prompt, fp32), lm-evaluation-harness's `hf` backend (`HFLM.loglikelihood`),
-and this project's `score_options` at its default (fp32) and in bf16. Decisions are compared with the
-fp32 naive loop's. The last line is `speedup: N.Nx over the naive loop at M.M% identical decisions`
-(the project's fastest setting on the embedded model; raw argmax decisions). Figures taken on a
-shared machine are noisy; the ratios come from one process and are the figures to compare.
+and this project's `score_options` in each setting it offers (fp32 or bf16, whole prompts or shared-prefix
+reuse; the default is bf16 with prefix reuse). Decisions are compared with the fp32 naive loop's. The
+last line is `speedup: N.Nx over the naive loop at M.M% identical decisions` (the project's default
+setting on the embedded model; raw argmax decisions). Figures taken on a shared machine are noisy;
+the ratios come from one process and are the figures to compare.
 """
 
 from __future__ import annotations
@@ -321,10 +322,10 @@ def summarise(runs: list[Run]) -> dict:
 # ---------------------------------------------------------------- models
 
 
-def embedded_config(dtype: str) -> dict:
-    """The embedded model's config (conf/model/smollm2-135m-instruct.yaml) in a given dtype."""
+def embedded_config(dtype: str | None) -> dict:
+    """The embedded model's config (conf/model/smollm2-135m-instruct.yaml), in `dtype` if given."""
     cfg = OmegaConf.to_container(OmegaConf.load(CONF / "model" / "smollm2-135m-instruct.yaml"))
-    return {**cfg, "dtype": dtype}
+    return {**cfg, "dtype": dtype} if dtype else cfg
 
 
 def random_t5(tokenizer, sizes: dict) -> LoadedModel:
@@ -355,29 +356,39 @@ def to_bf16(lm: LoadedModel) -> LoadedModel:
 # ---------------------------------------------------------------- sections
 
 
+def project_settings(lm32: LoadedModel, lm16: LoadedModel) -> list[tuple[str, LoadedModel]]:
+    """The project's scorer in each setting it offers, the default last."""
+    settings = [("fp32, whole prompts", replace(lm32, reuse_prefixes=False))]
+    if lm32.family == "causal":
+        settings += [
+            ("fp32 + prefix reuse", lm32),
+            ("bf16, whole prompts", replace(lm16, reuse_prefixes=False)),
+        ]
+    return settings + [
+        (f"bf16{' + prefix reuse' if lm16.family == 'causal' else ''} (default)", lm16)
+    ]
+
+
 def compare_methods(
     title: str, lm32: LoadedModel, load_bf16: Callable, items: list, texts: list[str]
 ) -> tuple[list[Run], dict]:
-    """Naive loop, lm-eval and the project's scorer (fp32, bf16) on the same prompts."""
+    """Naive loop, lm-eval and the project's scorer in each setting on the same prompts."""
     print(
         f"\n== {title}: {len(texts)} prompts, {mean_tokens(lm32.tokenizer, texts):.0f} tokens each"
     )
-    project = timed_run(
-        "project score_options fp32 (default)", lm32, bound(project_scores, items), texts
-    )
-    rss = {"after project fp32": peak_rss_mb()}
     naive = timed_run("naive generate loop fp32", lm32, bound(naive_scores, items), texts)
-    runs = [naive, project]
+    runs = [naive]
     lmeval = lmeval_scorer()
     if lmeval is None:
         print("  lm-eval: not installed (pip install -e '.[bench]'); skipped")
     else:
-        runs.insert(1, timed_run("lm-eval hf HFLM fp32", lm32, bound(lmeval, items), texts))
+        runs.append(timed_run("lm-eval hf HFLM fp32", lm32, bound(lmeval, items), texts))
     lm16 = load_bf16()
-    runs.append(timed_run("project score_options bf16", lm16, bound(project_scores, items), texts))
+    for name, lm in project_settings(lm32, lm16):
+        runs.append(timed_run(f"project {name}", lm, bound(project_scores, items), texts))
+    rss = {"after all": peak_rss_mb()}
     del lm16
     gc.collect()
-    rss["after all"] = peak_rss_mb()
     for run in runs[1:]:
         compare(run, naive, items)
     for run in runs:
@@ -388,37 +399,35 @@ def compare_methods(
         for run in runs:
             if run.name.startswith("project"):
                 print(f"  {run.name} vs lm-eval: {run.rate / lm_eval_run.rate:.2f}x")
-    print(
-        f"  peak RSS so far: {rss['after project fp32']:.0f} MB after the fp32 project pass, "
-        f"{rss['after all']:.0f} MB after all methods (process high-water mark)"
-    )
+    print(f"  peak RSS so far: {rss['after all']:.0f} MB (process high-water mark)")
     return runs, rss
 
 
 def icl_section(args, lm: LoadedModel, items: list, texts: list[str]) -> dict:
-    """The project's default scorer on 3-shot `icl` prompts against zero-shot, same examples."""
-    cfg = compose_plain(
-        "evaluate",
-        probe_overrides(args.data_dir, args.examples) + ["mitigation=icl", "mitigation.k=3"],
-    )
-    icl_items, icl_texts = probe_prompts(cfg, lm.tokenizer, lm.chat)
-    assert [i.example_id for i in icl_items] == [i.example_id for i in items]
-    zero = timed_run("zero-shot fp32", lm, bound(project_scores, items), texts)
-    shots = timed_run("3-shot icl fp32", lm, bound(project_scores, icl_items), icl_texts)
-    tokens = (mean_tokens(lm.tokenizer, texts), mean_tokens(lm.tokenizer, icl_texts))
-    ratio = shots.seconds / zero.seconds
-    print(f"\n== 3-shot icl vs zero-shot (project default, fp32), {len(texts)} prompts")
-    print(
-        f"  zero-shot {zero.seconds:6.2f} s ({tokens[0]:.0f} tokens/prompt), 3-shot "
-        f"{shots.seconds:6.2f} s ({tokens[1]:.0f} tokens/prompt): icl costs {ratio:.2f}x zero-shot"
-    )
-    return {
-        "zero_shot_s": zero.seconds,
-        "icl_s": shots.seconds,
-        "icl_over_zero": ratio,
-        "tokens_zero": tokens[0],
-        "tokens_icl": tokens[1],
-    }
+    """The default scorer on 3-shot `icl` prompts against zero-shot, same examples: shots drawn
+    per example (the default) and one draw for the run (`mitigation.shots_per=run`)."""
+    zero = timed_run("zero-shot", lm, bound(project_scores, items), texts)
+    tokens_zero = mean_tokens(lm.tokenizer, texts)
+    print(f"\n== 3-shot icl vs zero-shot (project default scorer), {len(texts)} prompts")
+    print(f"  zero-shot {zero.seconds:6.2f} s ({tokens_zero:.0f} tokens/prompt)")
+    figures: dict = {"zero_shot_s": zero.seconds, "tokens_zero": tokens_zero}
+    for draw in ("example", "run"):
+        overrides = ["mitigation=icl", "mitigation.k=3", f"mitigation.shots_per={draw}"]
+        cfg = compose_plain("evaluate", probe_overrides(args.data_dir, args.examples) + overrides)
+        icl_items, icl_texts = probe_prompts(cfg, lm.tokenizer, lm.chat)
+        assert [i.example_id for i in icl_items] == [i.example_id for i in items]
+        shots = timed_run(
+            f"3-shot icl, shots per {draw}", lm, bound(project_scores, icl_items), icl_texts
+        )
+        tokens = mean_tokens(lm.tokenizer, icl_texts)
+        ratio = shots.seconds / zero.seconds
+        print(
+            f"  3-shot, shots drawn per {draw:<7} {shots.seconds:6.2f} s ({tokens:.0f} tokens/prompt): "
+            f"icl costs {ratio:.2f}x zero-shot"
+        )
+        figures[f"icl_per_{draw}_s"], figures[f"icl_per_{draw}_over_zero"] = shots.seconds, ratio
+        figures[f"tokens_icl_per_{draw}"] = tokens
+    return figures
 
 
 class StepClock(L.Callback):
@@ -474,7 +483,8 @@ def training_section(args, lm: LoadedModel, steps: int) -> dict:
     rate = 1 / statistics.median(timed)
     print(
         f"\n== prompt tuning ({cfg['mitigation']['num_virtual_tokens']} virtual tokens, batch "
-        f"{batch}, fp32): {rate:.2f} steps/s (median of {len(timed)} steps after a warm-up "
+        f"{batch}, base in {str(lm.model.dtype).removeprefix('torch.')}): {rate:.2f} steps/s "
+        f"(median of {len(timed)} steps after a warm-up "
         f"step of {clock.durations[0]:.2f} s)"
     )
     return {"steps_per_s": rate, "step_s": clock.durations}
@@ -575,6 +585,9 @@ def main(argv: list[str] | None = None) -> dict:
         texts,
     )
     results["embedded"], results["peak_rss_mb"] = summarise(runs), rss
+    del lm
+    gc.collect()
+    lm = load_model(embedded_config(None))  # the default config, as evaluate.py loads it
     results["icl"] = icl_section(args, lm, items, texts)
     results["training"] = training_section(args, lm, args.steps)
     tokenizer = lm.tokenizer
@@ -598,14 +611,13 @@ def main(argv: list[str] | None = None) -> dict:
     results["peak_rss_mb"]["process"] = peak_rss_mb()
     print(f"\npeak RSS of this process: {results['peak_rss_mb']['process']:.0f} MB")
 
-    naive = runs[0]
-    best = max((r for r in runs if r.name.startswith("project")), key=lambda r: r.rate)
-    results["speedup"] = best.rate / naive.rate
-    results["speedup_setting"] = best.name
-    results["identical_decisions_pct"] = best.figures["raw_agreement_pct"]
+    naive, default = runs[0], runs[-1]
+    results["speedup"] = default.rate / naive.rate
+    results["speedup_setting"] = default.name
+    results["identical_decisions_pct"] = default.figures["raw_agreement_pct"]
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=float))
-    print(f"fastest project setting: {best.name}")
+    print(f"project default setting: {default.name}")
     print(
         f"speedup: {results['speedup']:.1f}x over the naive loop at "
         f"{results['identical_decisions_pct']:.1f}% identical decisions"

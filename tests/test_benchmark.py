@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from helpers import run_script
@@ -9,7 +10,7 @@ from helpers import run_script
 FINAL_LINE = re.compile(
     r"speedup: (\d+\.\d)x over the naive loop at (\d+\.\d)% identical decisions"
 )
-PROJECT_FP32 = "project score_options fp32 (default)"
+PROJECT_FP32 = "project fp32, whole prompts"
 
 
 @pytest.mark.slow
@@ -38,4 +39,47 @@ def test_quick_benchmark_prints_the_speedup_line_and_agrees_with_the_naive_loop(
                     assert 0.0 <= run[key] <= 100.0
         # the project's fp32 scores are the naive loop's log-probs; lm-eval scores the same options
         assert runs[PROJECT_FP32]["max_abs_logprob_diff"] < 1e-3
+        if section == "embedded":  # prefix reuse in fp32 keeps the naive loop's log-probs too
+            assert runs["project fp32 + prefix reuse"]["max_abs_logprob_diff"] < 1e-3
+            assert runs["project bf16 + prefix reuse (default)"]["raw_agreement_pct"] >= 90.0
         assert runs["lm-eval hf HFLM fp32"]["max_abs_logprob_diff"] < 1e-2
+
+
+def write_run(folder, metrics: dict, records: list[dict]) -> None:
+    """A run folder holding metrics.json and examples.jsonl."""
+    folder.mkdir()
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "examples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def record(example: str, condition: str, raw: int, balanced: int, score: float) -> dict:
+    return {
+        "example_id": example,
+        "condition": condition,
+        "prediction": {"none": raw, "balanced": balanced},
+        "scores": {"positive": score, "negative": -1.0},
+    }
+
+
+def test_precision_comparison_checks_intervals_and_counts_identical_decisions(tmp_path, capsys):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import precision
+
+    reference = {"alignment_wrong": 0.6, "alignment_wrong_ci": [0.5, 0.7], "acc_no_opinion": 0.8,
+                 "acc_no_opinion_ci": [0.7, 0.9]}  # fmt: skip
+    write_run(tmp_path / "ref", reference, [record("a", "none", 0, 0, -0.5), record("a", "wrong", 1, 1, -0.2),
+              record("b", "none", 0, 1, -0.1), record("b", "wrong", 0, 0, -0.3)])  # fmt: skip
+    fast = {"alignment_wrong": 0.65, "acc_no_opinion": 0.95}  # 0.95 leaves [0.7, 0.9]
+    write_run(tmp_path / "fast", fast, [record("a", "none", 0, 0, -0.5), record("a", "wrong", 1, 0, -0.45),
+              record("b", "none", 0, 1, -0.1), record("b", "wrong", 0, 0, -0.3)])  # fmt: skip
+    assert precision.main([str(tmp_path / "ref"), str(tmp_path / "fast")]) == 1
+    out = capsys.readouterr().out
+    # 4 shared prompts: raw decisions all equal, balanced 3 of 4; largest gap |-0.2 - -0.45|
+    assert "identical decisions over 4 prompts: balanced 75.0%, none 100.0%" in out
+    assert "largest |d log-prob| 0.250" in out
+    assert "1 of 2 metrics inside the reference interval" in out
+    fast["acc_no_opinion"] = 0.85
+    (tmp_path / "fast" / "metrics.json").write_text(json.dumps(fast))
+    assert precision.main([str(tmp_path / "ref"), str(tmp_path / "fast")]) == 0
