@@ -18,6 +18,7 @@ from test_models import model_cfg
 
 from sycophancy.errors import UserError
 from sycophancy.models import load_model
+from sycophancy.runs.jobs import join_main_folder
 from sycophancy.scoring import forward, parallel
 
 
@@ -146,6 +147,16 @@ def test_world_size_without_a_launcher_is_a_user_error(monkeypatch):
         pass
 
 
+def test_a_worker_folder_moves_into_the_main_one(tmp_path):
+    main, own = tmp_path / "main", tmp_path / "own"
+    (own / ".hydra").mkdir(parents=True)
+    assert join_main_folder(own, tmp_path / "elsewhere", 1) == own  # rank 0's not on this disk
+    assert join_main_folder(own, own, 1) == own  # a shared hydra.run.dir stays
+    main.mkdir()
+    assert join_main_folder(own, main, 2) == main / ".rank2"
+    assert (main / ".rank2" / ".hydra").is_dir() and not own.exists()
+
+
 def without_volatile(metrics: dict) -> dict:
     """metrics.json minus what differs between any two runs (wall time, run name)."""
     return {k: v for k, v in metrics.items() if k not in ("wall_time_s", "run")}
@@ -170,11 +181,14 @@ def test_two_process_torchrun_evaluation_equals_one_process(tmp_path, overrides)
     assert alone.returncode == 0, alone.stderr[-3000:]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    hydra_dir = f"hydra.run.dir={tmp_path}/hydra/${{now:%H-%M-%S-%f}}"  # one folder per process
     both = subprocess.run(
-        [*torchrun, str(REPO / "evaluate.py"), *args, f"output_dir={two}", f"hydra.run.dir={two}"],
+        [*torchrun, str(REPO / "evaluate.py"), *args, f"output_dir={two}", hydra_dir],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert both.returncode == 0, both.stderr[-3000:]
+    (folder,) = (tmp_path / "hydra").iterdir()  # rank 1's moved into rank 0's
+    assert (folder / ".rank1" / ".hydra").is_dir() and (folder / ".hydra").is_dir()
     assert "rank 1 of 2" in both.stdout + both.stderr  # Hydra logs to stdout
     assert both.stdout.count("wrote ") == 1  # rank 0 alone prints and writes
     assert (two / "examples.jsonl").read_text() == (one / "examples.jsonl").read_text()

@@ -15,7 +15,7 @@ from sycophancy.models import LoadedModel
 from sycophancy.probes.registry import get_probe
 from sycophancy.reporting.tables import render_tables
 from sycophancy.reporting.tracking import finish, flatten_metrics, log_examples, make_logger
-from sycophancy.runs.jobs import prepare, run_group, run_name
+from sycophancy.runs.jobs import hydra_output_dir, join_main_folder, prepare, run_group, run_name
 from sycophancy.scoring import parallel
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,9 @@ def evaluate(cfg: DictConfig) -> float:
     probe's headline metric. Under a launcher (torchrun: WORLD_SIZE > 1) each process scores a
     share of the prompts and all compute the same metrics; rank 0 alone writes and prints."""
     with parallel.processes() as world:
+        main_dir = parallel.from_main(world, hydra_output_dir())
+        if not world.main:  # one run folder: Hydra made one per process
+            join_main_folder(hydra_output_dir(), main_dir, world.rank)
         return _evaluate(cfg, world.main)
 
 

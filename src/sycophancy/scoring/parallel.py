@@ -175,6 +175,17 @@ def _gather(world: World, lm: LoadedModel, run, call: tuple) -> list:
     return [part for _, _, part in everyone]
 
 
+def from_main(world: World, value: Any) -> Any:
+    """Rank 0's `value` on every rank (`value` itself in one process)."""
+    if world.size == 1:
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0, group=world.group)
+    return box[0]
+
+
 @contextmanager
 def processes(env: dict | None = None) -> Iterator[World]:
     """This run's processes: one alone, or the WORLD_SIZE processes a launcher started, joined
