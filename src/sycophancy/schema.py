@@ -39,6 +39,9 @@ class ModelSchema:
     source: str = "hub"  # hub | local | embedded | tiny
     name_or_path: str | None = None
     dtype: str = "float32"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (models/devices.py)
+    device_map: str | None = None  # auto: split over the GPUs with accelerate
+    autocast: bool = False  # bf16 autocast for a float32 model's scoring and generation
     chat_template: bool = False
     reuse_prefixes: bool = True
     tiny: TinySchema | None = None

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from sycophancy.errors import UserError
+from sycophancy.models import devices
 from sycophancy.models.embedded import _load_embedded, _load_gguf
 from sycophancy.models.pretrained import (
     _check_family,
@@ -37,6 +38,9 @@ class LoadedModel:
     chat: bool  # prompts should be rendered with tokenizer.apply_chat_template
     name: str
     source: str = ""  # hub | local | gguf | cache | tiny: where the weights were read from
+    device: str = "cpu"  # where the model runs (scoring puts its inputs there): models/devices.py
+    device_map: dict | None = None  # {module: device} when accelerate split it (device_map=auto)
+    autocast: bool = False  # score and generate under bf16 autocast (float32 weights)
     reuse_prefixes: bool = True  # causal scoring: compute prompts' shared prefixes once (KV cache)
 
 
@@ -44,15 +48,20 @@ def load_model(cfg: dict) -> LoadedModel:
     """Load the model described by the Hydra `model` group (a plain dict)."""
     dtype = _dtype(cfg)
     wanted = _wanted_family(cfg)
+    device = devices.select_device(cfg.get("device"), devices.local_rank())  # before any loading
+    device_map = devices.check_device_map(cfg.get("device_map"))
+    autocast = devices.check_autocast(cfg.get("autocast", False), dtype, device)
     model, tokenizer, source = _load({**cfg, "family": wanted}, dtype)
     model.eval()
+    split = devices.place(model, device, device_map)
     family = _family_of(model.config)
     _check_family(wanted, family)
     chat = bool(cfg.get("chat_template", False)) and bool(getattr(tokenizer, "chat_template", None))
     name = str(cfg.get("name") or cfg.get("name_or_path") or "model")
-    log.info("Loaded %s (%s, %s) from %s", name, family, dtype, source)
+    device = str(next(model.parameters()).device) if split else device
+    log.info("Loaded %s (%s, %s) from %s onto %s", name, family, dtype, source, device)
     reuse = bool(cfg.get("reuse_prefixes", True))
-    return LoadedModel(model, tokenizer, family, chat, name, source, reuse)
+    return LoadedModel(model, tokenizer, family, chat, name, source, device, split, autocast, reuse)
 
 
 def _load(cfg: dict, dtype: torch.dtype) -> tuple[Any, Any, str]:

@@ -15,7 +15,8 @@ from sycophancy.models import LoadedModel
 from sycophancy.probes.registry import get_probe
 from sycophancy.reporting.tables import render_tables
 from sycophancy.reporting.tracking import finish, flatten_metrics, log_examples, make_logger
-from sycophancy.runs.jobs import prepare, run_group, run_name
+from sycophancy.runs.jobs import hydra_output_dir, join_main_folder, prepare, run_group, run_name
+from sycophancy.scoring import parallel
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +28,26 @@ def load_lm(cfg: dict, mitigation: Mitigation) -> LoadedModel:
 
 def evaluate(cfg: DictConfig) -> float:
     """Measure a model's sycophancy on a probe; write config, metrics and records; return the
-    probe's headline metric."""
+    probe's headline metric. Under a launcher (torchrun: WORLD_SIZE > 1) each process scores a
+    share of the prompts and all compute the same metrics; rank 0 alone writes and prints."""
+    with parallel.processes() as world:
+        main_dir = parallel.from_main(world, hydra_output_dir())
+        if not world.main:  # one run folder: Hydra made one per process
+            join_main_folder(hydra_output_dir(), main_dir, world.rank)
+        return _evaluate(cfg, world.main)
+
+
+def _evaluate(cfg: DictConfig, main: bool) -> float:
+    """evaluate's body in one process of the run (`main`: the one that writes files and prints)."""
     probe = get_probe(OmegaConf.select(cfg, "probe.kind"))  # the kinds before their settings
     mitigation = get_mitigation(OmegaConf.select(cfg, "mitigation.kind"))
-    plain, run_dir = prepare(cfg, schemas={"probe": probe.schema, "mitigation": mitigation.schema})
+    schemas = {"probe": probe.schema, "mitigation": mitigation.schema}
+    plain, run_dir = prepare(cfg, write=main, schemas=schemas)
     probe.check(plain)  # refuse bad settings before the model loads
     mitigation.check(plain)
     name = run_name(plain)
     started = time.time()
-    logger = make_logger(plain.get("logger"), run_dir, name, run_group(plain))
+    logger = make_logger(plain.get("logger"), run_dir, name, run_group(plain)) if main else None
     status = "failed"
     try:
         lm = load_lm(plain, mitigation)
@@ -46,6 +58,9 @@ def evaluate(cfg: DictConfig) -> float:
             "probe": plain["probe"]["kind"],
             "wall_time_s": round(time.time() - started, 2),
         }
+        if not main:
+            status = "success"
+            return result.headline
         write_jsonl(run_dir / "examples.jsonl", result.records)
         write_json(run_dir / "metrics.json", metrics)
         if logger is not None:

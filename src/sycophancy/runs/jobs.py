@@ -73,6 +73,17 @@ def prepare(
     return plain, run_dir
 
 
+def join_main_folder(own: Path | None, main: Path | None, rank: int) -> Path | None:
+    """Move the folder Hydra made for data-parallel rank `rank` (its .hydra/ and log) into rank 0's
+    as `.rank<N>`, so a run leaves one folder; kept where it is if it is rank 0's or rank 0's is
+    not on this machine's disk. Returns where it is now."""
+    if own is None or main is None or own.resolve() == main.resolve() or not main.is_dir():
+        return own
+    target = main / f".rank{rank}"
+    os.replace(own, target)
+    return target
+
+
 def run_group(cfg: dict) -> str | None:
     """The W&B group: the config's `group`, else the sweep folder of a multirun job, else None."""
     if cfg.get("group"):

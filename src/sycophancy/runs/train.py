@@ -16,6 +16,7 @@ from sycophancy.files import write_json, write_jsonl
 from sycophancy.metrics import mcnemar, paired_bootstrap_diff
 from sycophancy.metrics.table import paired_metrics
 from sycophancy.mitigations.registry import get_trainable_mitigation
+from sycophancy.models.devices import to_device
 from sycophancy.probes.registry import get_trainable_probe
 from sycophancy.reporting.summary import OPINION_ROWS, table
 from sycophancy.reporting.tracking import finish, flatten_metrics, log_examples, make_logger
@@ -96,6 +97,7 @@ def train(cfg: DictConfig) -> float:
     plain = probe.training_config(plain)
     method = probe.check_training(plain)  # refuse bad settings before the model loads
     mitigation.check(plain)
+    refuse_split_model(plain["model"])
     seed = int(plain["seed"])
     name = f"{run_name(plain)}_seed{seed}"
     started = time.time()
@@ -133,6 +135,7 @@ def train(cfg: DictConfig) -> float:
         if not trainer.is_global_zero:
             status = "success"
             return float("nan")
+        tuned = to_device(tuned)  # Lightning's teardown hands the module back on the CPU
         saved = mitigation.save(tuned, run_dir)
 
         after = probe.measure(plain, tuned, context)
@@ -212,6 +215,17 @@ def refuse_local_ddp_in_multirun(trainer) -> None:
             "data-parallel jobs one at a time without -m, or sweep on SLURM with "
             "hydra/launcher=submitit_slurm and hydra.launcher.tasks_per_node set to the number of "
             "devices (SLURM starts the processes)."
+        )
+
+
+def refuse_split_model(model: dict) -> None:
+    """Stop a training run on a model split with device_map: Lightning moves the whole module onto
+    one device to train it, which undoes accelerate's split."""
+    if model.get("device_map") is not None:
+        raise UserError(
+            f"model.device_map={model['device_map']} splits the model for evaluation only; "
+            "Lightning would move it whole onto one device to train it. Train a model too large "
+            "for one GPU with trainer=fsdp (sharded over the GPUs) and model.device_map=null."
         )
 
 

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from sycophancy.errors import UserError
 from sycophancy.models import LoadedModel
-from sycophancy.scoring import prefixes
+from sycophancy.scoring import parallel, prefixes
 from sycophancy.scoring.prefixes import PrefixRunner
 
 
@@ -49,6 +49,8 @@ def score_options(
     their first token get that token's log-prob alone (one forward pass per prompt); options that
     share a first token with some others are told apart by teacher forcing along their branch.
     """
+    if parallel.routed(lm):  # data-parallel share or bf16 autocast: parallel.py runs this call
+        return parallel.score_options(lm, prompts, options, batch_size, progress)
     per_prompt = _broadcast_options(prompts, options)
     rows = _rows(lm, prompts, per_prompt)
     k = len(per_prompt[0]) if per_prompt else len(options)
@@ -106,6 +108,8 @@ def generate(
     progress: str | None = None,
 ) -> list[str]:
     """Greedy continuations of each prompt (new text only, surrounding whitespace stripped)."""
+    if parallel.routed(lm):  # data-parallel share or bf16 autocast: parallel.py runs this call
+        return parallel.generate(lm, prompts, max_new_tokens, batch_size, progress)
     contexts = prompt_ids(lm, prompts)
     texts = [""] * len(prompts)
     with _inference(lm.model), _bar(len(prompts), progress) as bar:
