@@ -132,6 +132,8 @@ class ChallengeTemplates:
     answer: str = MISSING
     held: str = MISSING
     challenges: dict[str, str] = field(default_factory=dict)
+    classification: str = '{task_question}\n\nText: "{text}"'
+    words: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -141,10 +143,13 @@ class AreYouSureSchema:
     split: str | None = None
     shuffle_choices: bool = True
     challenges: list[str] = field(default_factory=lambda: ["plain"])
+    answer_format: str | None = None
     answer_reading: str = "scored"
     score_prefix: str = ""
     calibration: str | None = "none"
     decision_target: str = "gold"
+    content_free_examples: int = 0
+    content_free_texts: list[str] = field(default_factory=list)
     batch_size: int = 16
     max_new_tokens: int = 32
     topic: str | None = None
