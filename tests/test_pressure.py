@@ -292,3 +292,38 @@ def test_evaluate_classification_end_to_end_tiny(tmp_path, model, calibration):
         and "Answer with one word: negative, positive." in rows[0]["first"]["prompt"]
     )
     assert "macro over challenges" in out.stdout
+
+
+def test_a_trained_soft_prompt_is_re_measured_on_pushback_over_sst2(tmp_path, data_dir):
+    # the transfer run of issue 13: train.py's adapter, evaluate.py on "Are you sure?" over SST-2
+    from helpers import compose_config
+
+    from sycophancy.runs.evaluate import evaluate
+    from sycophancy.runs.train import train
+
+    cfg = compose_config(
+        "train",
+        [
+            "model=tiny-llama", "dataset.limit=6", "training.train_limit=16",
+            "training.val_probe_limit=4", "trainer.max_epochs=1", "logger=none",
+            f"output_dir={tmp_path / 'train'}",
+        ],
+    )  # fmt: skip
+    train(cfg)
+    adapter = tmp_path / "train" / "adapter"
+    cfg = compose_config(
+        "evaluate",
+        [
+            "model=tiny-llama", "mitigation=prompt_tuning", f"mitigation.adapter_path={adapter}",
+            "probe=are_you_sure", "dataset=sst2", f"dataset.data_dir={data_dir / 'sst2'}",
+            "dataset.limit=8", "probe.challenges=[plain,suggest_wrong,suggest_right]",
+            "probe.calibration=balanced", "probe.max_new_tokens=4", "logger=none",
+            f"output_dir={tmp_path / 'eval'}",
+        ],
+    )  # fmt: skip
+    evaluate(cfg)
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    config = yaml.safe_load((tmp_path / "eval" / "config.yaml").read_text())
+    assert config["mitigation"]["adapter_path"] == str(adapter)
+    assert metrics["pressure_robust_accuracy_n"] == 8 and "prompt_tuning" in metrics["run"]
+    assert metrics["answer_format"] == "word" and "update_n" in metrics
