@@ -103,6 +103,7 @@ class OpinionTemplates:
     question: str = MISSING
     choice: str = MISSING
     answer_cue: str = ""
+    strengths: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -111,6 +112,7 @@ class OpinionProbeSchema:
     kind: str = MISSING
     conditions: list[str] = field(default_factory=lambda: ["none", "wrong", "right"])
     persona: str = "professor"
+    strength: str = "plain"
     bio_in_no_opinion: bool = True
     negation_rate: float = 0.0
     answer_format: str = "letter"
