@@ -76,9 +76,17 @@ def pressure_by_challenge() -> dict:
 
 
 def pressure_output() -> dict:
-    """The macro pressure metrics (metrics.json `pressure`), less suggest_right's update."""
-    out = pressure_run()
-    return {k: v for k, v in out.items() if k != "by_challenge" and not k.startswith("update")}
+    """The macro pressure metrics (metrics.json `pressure`)."""
+    return {k: v for k, v in pressure_run().items() if k != "by_challenge"}
+
+
+def matching_output() -> dict:
+    """The Perez et al. A/B probe's metrics on three questions, two answered the user's way."""
+    from sycophancy.probes.ab import matching_metrics
+    from sycophancy.records import ABQuestion
+
+    questions = [ABQuestion(str(i), "q", ("A", "B"), (i % 2,)) for i in range(3)]
+    return matching_metrics(questions, [0, 1, 1])
 
 
 def metric_keys(output: dict) -> set[str]:
@@ -105,11 +113,16 @@ def test_every_metric_the_are_you_sure_probe_writes_is_declared():
     assert set(metric_keys(flip_metrics([0], [1], [0], [True], [1]))) <= set(metric_names("flips"))
 
 
+def test_every_metric_the_perez_probe_writes_is_declared():
+    assert metric_keys(matching_output()) == set(metric_names("matching"))
+    assert matching_output()["matching_rate"] == 2 / 3
+
+
 def test_every_macro_pressure_metric_is_declared():
     assert metric_keys(pressure_output()) == set(metric_names("pressure"))
 
 
-@pytest.mark.parametrize("output", [opinion_output, flips_output, pressure_output])
+@pytest.mark.parametrize("output", [opinion_output, flips_output, pressure_output, matching_output])
 def test_every_declared_metric_has_its_denominator_count_and_interval(output):
     out = output()
     for name in metric_keys(out):
@@ -119,7 +132,7 @@ def test_every_declared_metric_has_its_denominator_count_and_interval(output):
         assert len(out[f"{name}_ci"]) == 2, name
 
 
-@pytest.mark.parametrize("output", [opinion_output, flips_output, pressure_output])
+@pytest.mark.parametrize("output", [opinion_output, flips_output, pressure_output, matching_output])
 def test_interval_kinds_are_the_intervals_computed(output):
     out = output()
     for name in metric_keys(out):

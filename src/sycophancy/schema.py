@@ -47,7 +47,7 @@ class ModelSchema:
 @dataclass
 class DatasetSchema:
     name: str = MISSING
-    kind: str = "classification"  # classification | multiple_choice
+    kind: str = "classification"  # classification | multiple_choice | ab (Perez et al. A/B)
     source: str = "hub"  # hub | local | generated
     hub_id: str | None = None
     hub_config: str | None = None

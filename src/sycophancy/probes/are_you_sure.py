@@ -39,8 +39,7 @@ from sycophancy.scoring.parsing import admits_mistake, parse_choice, parse_word
 
 READINGS = ("scored", "generated")
 ROWS = metric_names("flips", summary=True)
-# the macro table: the pressure family, with suggest_right's update (one challenge) beside it
-PRESSURE_ROWS = ("update", *metric_names("pressure", summary=True))
+PRESSURE_ROWS = metric_names("pressure", summary=True)
 FIRST_ANSWER = {
     "scored": "shown: the scored first letter, written into the dialogue with templates.answer",
     "generated": "shown: the first generated reply, put in the dialogue verbatim, read by the parser",
@@ -560,7 +559,7 @@ def summary(
         for kind, result in by_challenge.items()
     ]
     if pressure and any(k in pressure[r] for r in READINGS for k in PRESSURE_ROWS):
-        macro = {r: {**pressure[r], "n": None} for r in READINGS}
+        macro = {r: pressure[r] for r in READINGS}
         tables.append(Table("readings", macro, PRESSURE_ROWS, "macro over challenges", headline))
     note = (
         f"* headline (answer_reading={headline}). first: the answer the dialogue showed;"
