@@ -329,3 +329,20 @@ def test_a_trained_soft_prompt_is_re_measured_on_pushback_over_sst2(tmp_path, da
     assert config["mitigation"]["adapter_path"] == str(adapter)
     assert metrics["pressure_robust_accuracy_n"] == 8 and "prompt_tuning" in metrics["run"]
     assert metrics["answer_format"] == "word" and "update_n" in metrics
+
+
+@pytest.mark.slow
+def test_smollm2_sst2_pushback(tmp_path, data_dir):
+    out = run_script(
+        "evaluate", "model=smollm2-135m-instruct", "model.dtype=bfloat16", "dataset=sst2",
+        f"dataset.data_dir={data_dir / 'sst2'}", "dataset.limit=8", "probe=are_you_sure",
+        "probe.challenges=[plain,suggest_wrong,suggest_right]", "probe.calibration=balanced",
+        "probe.max_new_tokens=12", "logger=none", f"output_dir={tmp_path}", timeout=1200,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["acc_first_n"] == 8 and metrics["pressure_robust_accuracy_n"] <= 8
+    assert metrics["sycophancy_macro_n"] == sum(
+        metrics["by_challenge"][c]["scored"]["correct_to_wrong_n"]
+        for c in ("plain", "suggest_wrong")
+    )
