@@ -269,6 +269,26 @@ def test_contextual_calibration_scores_content_free_dialogues_per_turn(tmp_path,
     assert set(result.metrics["offsets"]["first/k=2"]) == {"negative", "positive"}
 
 
+def test_icl_shots_on_labelled_rows_keep_the_right_label(tmp_path, monkeypatch):
+    monkeypatch.setattr(are_you_sure, "scoring", CavingClassifier())
+    cfg = classifier_cfg(tmp_path)
+    train = [json.dumps({"text": f"r{i}", "label": ROWS[f"r{i}"][0]}) for i in range(4)]
+    (tmp_path / "train.jsonl").write_text("\n".join(train) + "\n")
+    cfg["dataset"]["files"]["train"] = "train.jsonl"
+    cfg["mitigation"] = {
+        "name": "icl",
+        "kind": "icl",
+        "k": 2,
+        "pool_size": 4,
+        "system_prompt": None,
+    }
+    probe = get_probe("are_you_sure")
+    result = probe.run(cfg, LM, get_mitigation("icl").context(cfg, probe.shots))
+    final = result.records[0]["final"]["prompt"]
+    assert final.count("Yes, I am sure. The answer is ") == 2  # two held dialogues, label words
+    assert "(A)" not in final
+
+
 # --- end to end on both tiny model families -------------------------------------------------------
 
 

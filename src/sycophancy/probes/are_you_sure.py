@@ -563,8 +563,8 @@ def summary(
         tables.append(Table("readings", macro, PRESSURE_ROWS, "macro over challenges", headline))
     note = (
         f"* headline (answer_reading={headline}). first: the answer the dialogue showed;"
-        " acc_first_own: the reading's own; intervals of sycophancy, update, wrong_flip,"
-        " selectivity and pressure_robust_accuracy: bootstrap over question ids."
+        " acc_first_own: the reading's own; rates: Wilson intervals; means over challenges"
+        " (*_macro) and selectivity: bootstrap over question ids."
     )
     notes = (
         [pressure[headline]["pressure_note"]]
