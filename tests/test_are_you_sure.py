@@ -523,7 +523,7 @@ def table_row(table: str, label: str) -> list[str]:
     [
         ({"challenges": ["shouting"]}, "Unknown challenge"),
         ({"answer_reading": "vibes"}, "answer_reading"),
-        ({"calibration": "contextual"}, "calibration"),
+        ({"calibration": "platt"}, "calibration"),
     ],
 )
 def test_bad_probe_settings_are_user_errors(override, message):
@@ -533,10 +533,20 @@ def test_bad_probe_settings_are_user_errors(override, message):
         run_probe(cfg, SimpleNamespace(tokenizer=None, chat=False))
 
 
-def test_classification_data_is_refused():
-    cfg = cfg_for(["plain"])
-    cfg["dataset"]["kind"] = "classification"
-    with pytest.raises(UserError, match="multiple-choice"):
+@pytest.mark.parametrize(
+    ("dataset", "probe", "message"),
+    [
+        ({"kind": "classification", "label_names": None}, {}, "label_names"),
+        ({"kind": "retrieval"}, {}, "multiple-choice questions or labelled rows"),
+        ({}, {"answer_format": "word"}, "answer_format=word"),
+        ({}, {"answer_format": "emoji"}, "answer_format"),
+        ({}, {"calibration": "contextual", "content_free_examples": 0}, "content-free"),
+    ],
+)
+def test_unusable_data_or_formats_are_refused(dataset, probe, message):
+    cfg = cfg_for(["plain"], **probe)
+    cfg["dataset"].update(dataset)
+    with pytest.raises(UserError, match=message):
         run_probe(cfg, SimpleNamespace(tokenizer=None, chat=False))
 
 

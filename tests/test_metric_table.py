@@ -5,6 +5,7 @@ import pytest
 from sycophancy.metrics import OPINION_NEEDS, flip_metrics, opinion_metrics, wilson_interval
 from sycophancy.metrics.table import (
     BY_NAME,
+    CLUSTER_BOOTSTRAP,
     METRICS,
     PAIRED_BOOTSTRAP,
     WILSON,
@@ -54,7 +55,38 @@ def flips_output() -> dict:
         "suggested": [1, 2, 0, 1, 2],
     }
     out = challenge_metrics(questions, first, final, dialogue, "suggest_wrong")
-    return {**out, **out["scored"]}
+    return {**out, **out["scored"], **pressure_by_challenge()}
+
+
+def pressure_run() -> dict:
+    """pressure_metrics of two questions with three options under every challenge kind."""
+    from sycophancy.metrics.pressure import pressure_metrics
+
+    kinds = ["plain", "authority", "suggest_wrong", "suggest_right"]
+    return pressure_metrics(
+        ["a", "b"] * 4, [k for k in kinds for _ in range(2)], [0, 1] * 4,
+        [1, 2, 0, 0, 0, 1, 0, 0], [0, 0] * 4, [3] * 8, n_boot=100,
+    )  # fmt: skip
+
+
+def pressure_by_challenge() -> dict:
+    """The per-challenge pressure metrics the probe adds to each challenge's readings."""
+    by = pressure_run()["by_challenge"]
+    return {**by["suggest_wrong"], **by["suggest_right"]}
+
+
+def pressure_output() -> dict:
+    """The macro pressure metrics (metrics.json `pressure`)."""
+    return {k: v for k, v in pressure_run().items() if k != "by_challenge"}
+
+
+def matching_output() -> dict:
+    """The Perez et al. A/B probe's metrics on three questions, two answered the user's way."""
+    from sycophancy.probes.ab import matching_metrics
+    from sycophancy.records import ABQuestion
+
+    questions = [ABQuestion(str(i), "q", ("A", "B"), (i % 2,)) for i in range(3)]
+    return matching_metrics(questions, [0, 1, 1])
 
 
 def metric_keys(output: dict) -> set[str]:
@@ -81,7 +113,16 @@ def test_every_metric_the_are_you_sure_probe_writes_is_declared():
     assert set(metric_keys(flip_metrics([0], [1], [0], [True], [1]))) <= set(metric_names("flips"))
 
 
-@pytest.mark.parametrize("output", [opinion_output, flips_output])
+def test_every_metric_the_perez_probe_writes_is_declared():
+    assert metric_keys(matching_output()) == set(metric_names("matching"))
+    assert matching_output()["matching_rate"] == 2 / 3
+
+
+def test_every_macro_pressure_metric_is_declared():
+    assert metric_keys(pressure_output()) == set(metric_names("pressure"))
+
+
+@pytest.mark.parametrize("output", [opinion_output, flips_output, pressure_output, matching_output])
 def test_every_declared_metric_has_its_denominator_count_and_interval(output):
     out = output()
     for name in metric_keys(out):
@@ -91,15 +132,21 @@ def test_every_declared_metric_has_its_denominator_count_and_interval(output):
         assert len(out[f"{name}_ci"]) == 2, name
 
 
-@pytest.mark.parametrize("output", [opinion_output, flips_output])
+@pytest.mark.parametrize("output", [opinion_output, flips_output, pressure_output, matching_output])
 def test_interval_kinds_are_the_intervals_computed(output):
     out = output()
     for name in metric_keys(out):
         metric, n = BY_NAME[name], out[f"{name}_n"]
+        if metric.signed:  # a difference of two rates: bootstrapped, never Wilson
+            assert metric.interval != WILSON, name
+            continue
         wilson = wilson_interval(round(out[name] * n), n)
-        assert (out[f"{name}_ci"] == wilson) == (metric.interval == WILSON), name
+        if metric.interval == CLUSTER_BOOTSTRAP:  # over question ids: its own interval
+            assert out[f"{name}_ci"] != wilson, name
+        else:
+            assert (out[f"{name}_ci"] == wilson) == (metric.interval == WILSON), name
         # a paired bootstrap is over a difference of two rates, so the value carries a sign
-        assert metric.signed == (metric.interval == PAIRED_BOOTSTRAP), name
+        assert (metric.interval == PAIRED_BOOTSTRAP) <= metric.signed, name
 
 
 def test_summary_rows_are_the_table_selection():

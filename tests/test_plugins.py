@@ -198,7 +198,11 @@ def test_train_refuses_what_it_cannot_train(no_model, tmp_path, override, proble
         ("evaluate", ["mitigation=prompt_tuning", "mitigation.init=zeros"], "mitigation.init"),
         ("train", ["mitigation.optimizer._target_=null"], "not a Hydra partial target"),
         ("evaluate", ["probe=are_you_sure", "probe.answer_reading=vibes"], "answer_reading"),
-        ("evaluate", ["probe=are_you_sure"], "multiple-choice"),
+        (
+            "evaluate",
+            ["probe=are_you_sure", "dataset=arithmetic_mc", "probe.answer_format=word"],
+            "answer_format=word",
+        ),
     ],
 )
 def test_plug_in_checks_run_before_the_model_loads(no_model, tmp_path, script, overrides, problem):

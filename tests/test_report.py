@@ -181,3 +181,34 @@ def test_each_metric_is_counted_by_its_own_denominator():
     cols = report.metric_columns(parsed_only)
     assert (cols["alignment_wrong_n"], cols["alignment_wrong_filtered_n"]) == (18, 11)
     assert cols["accuracy_drop_n"] == 20  # a metrics.json without `accuracy_drop_n`: its `n`
+
+
+def test_alignment_by_opinion_strength_and_persona(tmp_path):
+    # a strength x persona sweep: the table names both axes and the plot shows them
+    for i, (strength, persona, value) in enumerate(
+        [("hedged", "none", 0.3), ("plain", "none", 0.5), ("authoritative", "none", 0.7),
+         ("hedged", "professor", 0.4), ("plain", "professor", 0.6),
+         ("authoritative", "professor", 0.8)]
+    ):  # fmt: skip
+        cfg = config("tiny-llama", "none")
+        cfg["probe"].update(strength=strength, persona=persona)
+        make_run(tmp_path, f"{i}_{strength}_{persona}", cfg, opinion_metrics(value))
+    rows = report.collect(tmp_path)
+    assert {(r["strength"], r["persona"], r["alignment_wrong"]) for r in rows} == {
+        ("hedged", "none", 0.3), ("plain", "none", 0.5), ("authoritative", "none", 0.7),
+        ("hedged", "professor", 0.4), ("plain", "professor", 0.6),
+        ("authoritative", "professor", 0.8),
+    }  # fmt: skip
+    written = report.report(tmp_path)
+    header = written["md"].read_text().splitlines()[0]
+    assert "| strength | persona |" in header
+    image = imread(written["opinion_strength"])
+    assert image.shape[0] > 100 and image.shape[1] > 300
+
+
+def test_no_strength_plot_without_an_axis_that_varies(sweep):
+    assert "opinion_strength" not in report.report(sweep)
+    rows = report.collect(sweep)
+    opinion = [r for r in rows if r["probe"] in report.OPINION_PROBES]
+    assert opinion and {(r["strength"], r["persona"]) for r in opinion} == {("plain", "professor")}
+    assert all(r["strength"] is None for r in rows if r not in opinion)  # no such axis there

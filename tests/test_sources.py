@@ -76,7 +76,7 @@ def test_config_is_valid_yaml_with_required_keys(path):
     cfg = yaml.safe_load(path.read_text())
     assert cfg["name"] == path.stem
     required = CLASSIFICATION_KEYS if cfg["kind"] == "classification" else MC_KEYS
-    assert cfg["kind"] in ("classification", "multiple_choice")
+    assert cfg["kind"] in ("classification", "multiple_choice", "ab")  # ab: Perez et al. A/B
     assert required <= set(cfg), required - set(cfg)
     assert cfg["limit"] is None
     assert cfg["data_dir"] in (None, "???")

@@ -30,6 +30,7 @@ SWEEPS = {  # sweep -> entry point it is written for
     "smoke": "train",
     "embedded": "train",
     "embedded_prompting": "evaluate",
+    "opinion_strength": "evaluate",
 }
 
 

@@ -28,6 +28,17 @@ class MCQuestion:
 
 
 @dataclass(frozen=True)
+class ABQuestion:
+    """One Perez et al. (2022) A/B question: the full prompt, its lettered options and which of
+    them match the view the user states (`answer_matching_behavior`)."""
+
+    id: str
+    question: str
+    letters: tuple[str, ...]  # e.g. ("A", "B")
+    matching: tuple[int, ...]  # indices into letters that match the user's view
+
+
+@dataclass(frozen=True)
 class LabelledData:
     """A classification split: its examples and the natural-language names of its labels."""
 

@@ -51,7 +51,7 @@ class ModelSchema:
 @dataclass
 class DatasetSchema:
     name: str = MISSING
-    kind: str = "classification"  # classification | multiple_choice
+    kind: str = "classification"  # classification | multiple_choice | ab (Perez et al. A/B)
     source: str = "hub"  # hub | local | generated
     hub_id: str | None = None
     hub_config: str | None = None
@@ -107,6 +107,7 @@ class OpinionTemplates:
     question: str = MISSING
     choice: str = MISSING
     answer_cue: str = ""
+    strengths: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -115,6 +116,7 @@ class OpinionProbeSchema:
     kind: str = MISSING
     conditions: list[str] = field(default_factory=lambda: ["none", "wrong", "right"])
     persona: str = "professor"
+    strength: str = "plain"
     bio_in_no_opinion: bool = True
     negation_rate: float = 0.0
     answer_format: str = "letter"
@@ -136,6 +138,8 @@ class ChallengeTemplates:
     answer: str = MISSING
     held: str = MISSING
     challenges: dict[str, str] = field(default_factory=dict)
+    classification: str = '{task_question}\n\nText: "{text}"'
+    words: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -145,10 +149,13 @@ class AreYouSureSchema:
     split: str | None = None
     shuffle_choices: bool = True
     challenges: list[str] = field(default_factory=lambda: ["plain"])
+    answer_format: str | None = None
     answer_reading: str = "scored"
     score_prefix: str = ""
     calibration: str | None = "none"
     decision_target: str = "gold"
+    content_free_examples: int = 0
+    content_free_texts: list[str] = field(default_factory=list)
     batch_size: int = 16
     max_new_tokens: int = 32
     topic: str | None = None

@@ -1,9 +1,9 @@
-"""Pure statistics: rates with Wilson intervals, paired bootstrap differences, McNemar."""
+"""Pure statistics: rates with Wilson intervals, paired and clustered bootstraps, McNemar."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -65,4 +65,38 @@ def mcnemar(before: Sequence[bool], after: Sequence[bool]) -> dict:
     return {"b": b, "c": c, "p_value": min(1.0, 2 * tail)}
 
 
-# metric -> the opinion conditions it needs; a metric whose conditions were not all probed is omitted
+def cluster_bootstrap(
+    clusters: Sequence,
+    values: np.ndarray,
+    statistic: Callable[[np.ndarray], np.ndarray],
+    seed: int = 0,
+    n_boot: int = 2000,
+) -> dict:
+    """A statistic of column sums with a percentile 95% interval from resampling whole clusters.
+
+    `values` is [rows, m]; `clusters[r]` names the cluster (e.g. question id) of row r, and each
+    replicate draws as many clusters as there are, with replacement, keeping all rows of a drawn
+    cluster together. `statistic` maps column sums [..., m] to values [...] (e.g. a ratio of two
+    sums, a mean of ratios, their difference); replicates where it is NaN are left out of the
+    interval. Returns the full-sample value, the number of clusters and the interval.
+    """
+    x = np.asarray(values, dtype=float)
+    if x.ndim != 2 or x.shape[0] != len(clusters):
+        raise ValueError(f"values must be [rows, m] with one cluster per row, got {x.shape}")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = float(statistic(x.sum(axis=0)[None])[0])
+    _, inverse = np.unique(np.asarray(clusters, dtype=object).astype(str), return_inverse=True)
+    c = int(inverse.max()) + 1 if len(inverse) else 0
+    if c == 0:
+        return {"value": math.nan, "n_clusters": 0, "ci": [math.nan, math.nan]}
+    per_cluster = np.zeros((c, x.shape[1]))
+    np.add.at(per_cluster, inverse, x)
+    draws = np.random.default_rng(seed).integers(0, c, size=(n_boot, c))
+    weights = np.stack([np.bincount(d, minlength=c) for d in draws])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boots = np.asarray(statistic(weights @ per_cluster), dtype=float)
+    boots = boots[~np.isnan(boots)]
+    if math.isnan(value) or not boots.size:
+        return {"value": value, "n_clusters": c, "ci": [math.nan, math.nan]}
+    low, high = np.percentile(boots, [2.5, 97.5])
+    return {"value": value, "n_clusters": c, "ci": [float(low), float(high)]}

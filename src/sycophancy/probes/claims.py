@@ -38,17 +38,52 @@ def format_choices(names: list[str], template: str) -> tuple[str, tuple[str, ...
     return "\n".join(lines), opts, texts
 
 
+PERSONAS = ("none", "random", *sorted(ROLES))  # none: no biography (the draws still happen)
+STRENGTHS = ("hedged", "plain", "authoritative")  # how firmly the user states the opinion
+
+
 def persona_text(rng: random.Random, probe: dict, topic: str, field: str = "Linguistics") -> str:
-    """The biography sentence for a random persona of the probe's configured kind."""
+    """The biography sentence for a random persona of the probe's configured kind; "" for none,
+    after the same draws, so every persona arm gets the same claims, orders and wrong labels."""
     kind = probe.get("persona", "professor")
-    if kind != "random" and kind not in ROLES:
+    if kind not in PERSONAS:
         raise UserError(
-            f"Unknown persona '{kind}' in probe.persona. Choose one of: random, {', '.join(sorted(ROLES))}."
+            f"Unknown persona '{kind}' in probe.persona. Choose one of: {', '.join(PERSONAS)}."
         )
-    person = draw_persona(rng, kind, topic, field)
+    person = draw_persona(rng, "professor" if kind == "none" else kind, topic, field)
+    if kind == "none":
+        return ""
     return probe["templates"]["bio"].format(
         name=person.name, age=person.age, role=person.role, school=person.school
     )
+
+
+def opinion_template(probe: dict) -> str:
+    """The sentence stating the user's opinion at `probe.strength`: plain is `templates.opinion`,
+    hedged and authoritative are `templates.strengths`'."""
+    strength = probe.get("strength") or "plain"
+    if strength not in STRENGTHS:
+        raise UserError(
+            f"Unknown probe.strength={strength!r}; choose one of {', '.join(STRENGTHS)}."
+        )
+    tpl = probe["templates"]
+    if strength == "plain":
+        return tpl["opinion"]
+    template = (tpl.get("strengths") or {}).get(strength)
+    if not template:
+        raise UserError(
+            f"probe.strength={strength} needs probe.templates.strengths.{strength}, the sentence "
+            "stating the opinion that firmly; add it to the probe config."
+        )
+    return template
+
+
+def check_opinion_axes(probe: dict) -> None:
+    """Refuse an unknown persona or opinion strength before the model loads."""
+    persona_text(
+        random.Random(0), {**probe, "templates": {"bio": "{name}{age}{role}{school}"}}, "t"
+    )
+    opinion_template(probe)
 
 
 def claim_for(
@@ -112,9 +147,9 @@ def opinion_items(
             lead = bio if probe.get("bio_in_no_opinion", True) else ""
         else:
             stance = "agree" if user_agrees else "disagree"
-            opinion = tpl["opinion"].format(stance=stance, claim=claim)
+            opinion = opinion_template(probe).format(stance=stance, claim=claim)
             user_option = agree_idx if user_agrees else 1 - agree_idx
-            lead = f"{bio} {opinion}"
+            lead = f"{bio} {opinion}".strip()
         text = join_turn([f"{lead} {question}".strip(), block, tpl.get("answer_cue", "")])
         meta = {"claim": claim, "truth": truth, "negated": negated, "user_agrees": user_agrees}
         items.append(ProbeItem(example.id, cond, text, opts, texts, gold, user_option, meta))
@@ -169,7 +204,7 @@ def opinion_label_items(
             lead = bio if probe.get("bio_in_no_opinion", True) else ""
             user_option = None
         else:
-            lead = f"{bio} {tpl['opinion'].format(label=names[stated])}"
+            lead = f"{bio} {opinion_template(probe).format(label=names[stated])}".strip()
             user_option = order.index(stated)
         block_part = block if probe.get("answer_format", "word") == "letter" else ""
         text = join_turn([lead, question, block_part, tpl.get("answer_cue", "")])

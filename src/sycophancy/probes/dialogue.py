@@ -1,4 +1,5 @@
-"""Multiple-choice question → the two-turn "Are you sure?" dialogue (pure: no torch, no HF)."""
+"""Multiple-choice question or labelled row → the two-turn "Are you sure?" dialogue (pure: no
+torch, no HF)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from dataclasses import replace
 from sycophancy.errors import UserError
 from sycophancy.probes.claims import format_choices, letters
 from sycophancy.prompts import Message, build_messages
-from sycophancy.records import MCQuestion, PromptContext
+from sycophancy.records import Example, LabelledData, MCQuestion, PromptContext
 from sycophancy.seeds import example_rng
 
-CHALLENGES = ("plain", "authority", "suggest_wrong")
+CHALLENGES = ("plain", "authority", "suggest_wrong", "suggest_right")
+FORMATS = ("letter", "word")  # answer by the letter of a listed choice, or by the label word itself
 
 
 def check_challenges(challenges: list[str], templates: dict) -> list[str]:
@@ -29,6 +31,33 @@ def check_challenges(challenges: list[str], templates: dict) -> list[str]:
     return list(challenges)
 
 
+def answer_templates(templates: dict, answer_format: str) -> dict:
+    """The templates for an answer format: `word` replaces the lettered question, answer and held
+    turns and the suggesting challenges with `templates.words`' (labels named, no letters)."""
+    if answer_format == "letter":
+        return templates
+    words = dict(templates.get("words") or {})
+    challenges = {**templates.get("challenges", {}), **(words.pop("challenges", None) or {})}
+    return {**templates, **words, "challenges": challenges}
+
+
+def classification_questions(
+    data: LabelledData, dataset: dict, templates: dict
+) -> list[MCQuestion]:
+    """Labelled rows as questions whose choices are the label names and whose answer is the label."""
+    return [classification_question(e, data, dataset, templates) for e in data.examples]
+
+
+def classification_question(
+    example: Example, data: LabelledData, dataset: dict, templates: dict
+) -> MCQuestion:
+    """One labelled row as a question: `templates.classification` with the task question and text."""
+    text = templates["classification"].format(
+        task_question=dataset.get("task_question") or "", text=example.text
+    )
+    return MCQuestion(example.id, text.strip(), tuple(data.label_names), example.label)
+
+
 def shuffled(question: MCQuestion, data_seed: int) -> MCQuestion:
     """The question with its choices in a seeded order (data_seed, id), so no letter is favoured."""
     order = list(range(len(question.choices)))
@@ -42,16 +71,33 @@ def letter_options(k: int, prefix: str = "") -> list[str]:
     return [f"{prefix}({letter})" for letter in letters(k)]
 
 
+def answer_options(question: MCQuestion, answer_format: str, prefix: str = "") -> list[str]:
+    """The strings scored: "{prefix}(A)", ... for letters, "{prefix}positive", ... for words."""
+    if answer_format == "word":
+        return [f"{prefix}{choice}" for choice in question.choices]
+    return letter_options(len(question.choices), prefix)
+
+
 def choice_texts(question: MCQuestion, templates: dict) -> tuple[str, tuple[str, ...]]:
     """The lettered choice block and each choice as a full answer text, e.g. "(B) 12"."""
     block, _, texts = format_choices(list(question.choices), templates["choice"])
     return block, texts
 
 
+def suggested_for(kind: str, question: MCQuestion, data_seed: int) -> int | None:
+    """The choice a challenge suggests: a seeded wrong one (suggest_wrong), the right one
+    (suggest_right), none for the others."""
+    if kind == "suggest_wrong":
+        return suggested_wrong(question, data_seed)
+    return question.answer if kind == "suggest_right" else None
+
+
 def question_turn(question: MCQuestion, templates: dict) -> str:
     """The first user turn: the question and its lettered choices."""
     block, _ = choice_texts(question, templates)
-    return templates["question"].format(question=question.question, choices=block)
+    return templates["question"].format(
+        question=question.question, choices=block, labels=", ".join(question.choices)
+    )
 
 
 def answer_turn(question: MCQuestion, index: int, templates: dict, key: str = "answer") -> str:
@@ -97,7 +143,7 @@ def held_shot(
     question: MCQuestion, templates: dict, topic: str, kind: str, data_seed: int
 ) -> tuple[tuple[str, str], ...]:
     """An in-context dialogue that keeps the right answer under a challenge: two (user, assistant) pairs."""
-    suggested = suggested_wrong(question, data_seed) if kind == "suggest_wrong" else None
+    suggested = suggested_for(kind, question, data_seed)
     return (
         (question_turn(question, templates), answer_turn(question, question.answer, templates)),
         (

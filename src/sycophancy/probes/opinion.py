@@ -21,6 +21,7 @@ from sycophancy.probes.base import (
     dataset_config,
     model_renderer,
 )
+from sycophancy.probes.claims import check_opinion_axes
 from sycophancy.probes.probe_sets import (
     build_probe_set,
     decision_method,
@@ -165,9 +166,10 @@ class OpinionProbe(TrainableProbe):
     schema = OpinionProbeSchema
 
     def check(self, cfg: dict) -> None:
-        """The decision method and the conditions are usable."""
+        """The decision method, the conditions, the persona and the opinion strength are usable."""
         decision_method(cfg["probe"])
         probe_conditions(cfg["probe"])
+        check_opinion_axes(cfg["probe"])
 
     def shots(self, cfg: dict, limit: int | None) -> list[Shot]:
         """One (user turn with a random opinion, correct answer) exchange per train example."""

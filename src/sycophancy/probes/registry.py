@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sycophancy.errors import UserError
+from sycophancy.probes.ab import ABProbe
 from sycophancy.probes.are_you_sure import AreYouSureProbe
 from sycophancy.probes.base import Probe, TrainableProbe
 from sycophancy.probes.opinion import OpinionProbe
@@ -14,6 +15,7 @@ PROBES: Registry[Probe] = Registry(
         "opinion": OpinionProbe(),
         "opinion_label": OpinionProbe(),
         "are_you_sure": AreYouSureProbe(),
+        "perez_ab": ABProbe(),
     },
 )
 register_probe = PROBES.register  # @register_probe("answer") on a Probe class

@@ -32,9 +32,14 @@ ID_COLUMNS = (
     "num_virtual_tokens",
     "lr",
     "train_datasets",
+    "strength",
+    "persona",
     "group",
     "run_dir",
 )
+OPINION_PROBES = ("opinion", "opinion_label")  # the probes with an opinion strength and a persona
+STRENGTHS = ("hedged", "plain", "authoritative")  # the strength axis, weakest first
+AXES_PLOTTED = ("alignment_wrong", "alignment_wrong_filtered")
 BASELINE = "none (before training)"
 
 
@@ -62,6 +67,8 @@ def run_row(run_dir: Path, root: Path) -> dict:
     mitigation = cfg.get("mitigation") or {}
     training = cfg.get("training") or {}
     datasets = training.get("datasets")
+    probe = cfg.get("probe") or {}
+    opinion = probe.get("kind") in OPINION_PROBES
     row = {
         "model": (cfg.get("model") or {}).get("name"),
         "mitigation": mitigation.get("name"),
@@ -79,6 +86,8 @@ def run_row(run_dir: Path, root: Path) -> dict:
         )
         if datasets
         else None,
+        "strength": (probe.get("strength") or "plain") if opinion else None,
+        "persona": probe.get("persona", "professor") if opinion else None,
         "group": cfg.get("group"),
         "run_dir": str(run_dir.relative_to(root)) if run_dir != root else ".",
     }
@@ -174,7 +183,16 @@ def markdown(rows: list[dict], failed: list[dict] | None = None) -> str:
     metrics = [m for m in METRICS if any(r.get(m) is not None for r in rows)]
     extra = [
         k
-        for k in ("dataset", "probe", "train_datasets", "num_virtual_tokens", "lr", "seed")
+        for k in (
+            "dataset",
+            "probe",
+            "train_datasets",
+            "num_virtual_tokens",
+            "lr",
+            "strength",
+            "persona",
+            "seed",
+        )  # fmt: skip
         if _varying([r for r in rows if r.get("stage") != "before" and r.get(k) is not None], k)
     ]
     heads = ["model", "mitigation", *extra, *(BY_NAME[m].label for m in metrics), "n"]
@@ -292,6 +310,46 @@ def plot_alignment(rows: list[dict], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def plot_opinion_axes(rows: list[dict], path: Path) -> Path | None:
+    """Opinion alignment and filtered alignment by opinion strength (x, weakest first) and persona
+    (colour), one point per run with its interval; None unless strength or persona varies."""
+    rows = [
+        r for r in rows if r.get("strength") is not None and r.get("alignment_wrong") is not None
+    ]
+    if not rows or not (_varying(rows, "strength") or _varying(rows, "persona")):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in AXES_PLOTTED if any(r.get(k) is not None for r in rows)]
+    strengths = [s for s in STRENGTHS if any(r["strength"] == s for r in rows)]
+    strengths += sorted({r["strength"] for r in rows} - set(strengths))
+    personas = list(dict.fromkeys(str(r["persona"]) for r in rows))
+    fig, axes = plt.subplots(
+        1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False, layout="constrained"
+    )
+    width = 0.8 / max(1, len(personas))
+    for ax, key in zip(axes[0], keys, strict=True):
+        for j, persona in enumerate(personas):
+            cell = [r for r in rows if str(r["persona"]) == persona and r.get(key) is not None]
+            xs = [strengths.index(r["strength"]) - 0.4 + width * (j + 0.5) for r in cell]
+            ys = [r[key] for r in cell]
+            err = [
+                [max(0.0, r[key] - (r.get(f"{key}_low") or r[key])) for r in cell],
+                [max(0.0, (r.get(f"{key}_high") or r[key]) - r[key]) for r in cell],
+            ]
+            ax.errorbar(xs, ys, yerr=err, fmt="o", capsize=3, color=f"C{j}", label=persona)
+        ax.set_xticks(range(len(strengths)), strengths)
+        ax.set_xlabel("opinion strength")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{BY_NAME[key].label} by strength and persona (95% intervals)")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(title="persona", fontsize=8)
+    return _save(fig, path)
+
+
 def read_curves(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
     """(step, value) series of the train/ and val/ columns of a run's csv/metrics.csv."""
     path = run_dir / "csv" / "metrics.csv"
@@ -363,6 +421,9 @@ def report(root: str | Path) -> dict[str, Path]:
     alignment = plot_alignment(rows, root / "alignment.png")
     if alignment:
         written["alignment"] = alignment
+    axes = plot_opinion_axes(rows, root / "opinion_strength.png")
+    if axes:
+        written["opinion_strength"] = axes
     curves = plot_curves(root, rows, root / "training_curves.png")
     if curves:
         written["curves"] = curves

@@ -27,10 +27,11 @@ def by_reading(t: Table) -> str:
         if any(key in col for col in t.columns.values())
     ]
     counts = ("n", "n_unparsed_first", "n_unparsed_final")
-    body.append(
-        ["n / unparsed first / final"]
-        + [" / ".join(str(col.get(k)) for k in counts) for col in t.columns.values()]
-    )
+    if any(k in col for col in t.columns.values() for k in counts):  # not in a table of means
+        body.append(
+            ["n / unparsed first / final"]
+            + [" / ".join(str(col.get(k)) for k in counts) for col in t.columns.values()]
+        )
     widths = [max(len(row[c]) for row in [heads, *body]) for c in range(len(heads))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()

@@ -1,4 +1,5 @@
-"""Multiple-choice formats: MMLU (one CSV per subject, or cais/mmlu) and BIG-bench task.json."""
+"""Multiple-choice formats: MMLU (one CSV per subject, or cais/mmlu), BIG-bench task.json and
+Sharma et al.'s sycophancy-eval JSONL (`base`: question, answers, correct letter)."""
 
 from __future__ import annotations
 
@@ -26,12 +27,14 @@ def _mc_reader(cfg: dict, source: str):
         ("mmlu", "hub"): _mmlu_hub,
         ("bigbench", "local"): _bigbench_local,
         ("bigbench", "hub"): _bigbench_hub,
+        ("sycophancy_eval", "local"): _sycophancy_eval_local,
     }
     fmt = cfg.get("format")
     if (fmt, source) not in readers:
         raise UserError(
             f"dataset {_name(cfg)}: multiple-choice format {fmt!r} is unknown; use "
-            "dataset.format=mmlu or bigbench (or source=generated with a generator)."
+            "dataset.format=mmlu, bigbench or sycophancy_eval (local files only), or "
+            "source=generated with a generator."
         )
     return readers[(fmt, source)]
 
@@ -188,3 +191,49 @@ def _bigbench_hub_item(row: dict) -> dict:
         "input": row.get("inputs"),
         "target_scores": dict(zip(targets, scores or [], strict=True)),
     }
+
+
+ANSWER_LINE = re.compile(r"^\s*\(([A-Z])\)\s*(.*?)\s*$", re.MULTILINE)
+
+
+def _sycophancy_eval_question(row: Any, qid: str) -> MCQuestion | None:
+    """One sycophancy-eval record as a question: `base.question`, the choices of
+    `base.answers` ("(A) ...\n(B) ...", or a list in `base.answers_list`) and `base.correct_letter`;
+    None for a record without lettered answers (the free-form subsets)."""
+    base = row.get("base") if isinstance(row, dict) else None
+    if not isinstance(base, dict) or not base.get("correct_letter"):
+        return None
+    question = base.get("question")
+    listed = base.get("answers_list")
+    if isinstance(listed, list) and listed:
+        choices = tuple(str(c).strip() for c in listed)
+    else:
+        choices = tuple(m.group(2) for m in ANSWER_LINE.finditer(str(base.get("answers") or "")))
+    letter = str(base["correct_letter"]).strip().strip("()")
+    index = ord(letter) - ord("A") if len(letter) == 1 else -1
+    if not isinstance(question, str) or len(choices) < 2 or not 0 <= index < len(choices):
+        raise ValueError(
+            f"{qid}: needs base.question, two or more lettered base.answers and a "
+            f"base.correct_letter among them (got {letter!r} for {len(choices)} answers)"
+        )
+    return MCQuestion(qid, question.strip(), choices, index)
+
+
+def _sycophancy_eval_local(cfg: dict, split: str) -> tuple[list[MCQuestion], str]:
+    """Questions from Sharma et al.'s sycophancy-eval JSONL (e.g. are_you_sure.jsonl) under
+    data_dir; records without lettered answers are skipped."""
+    path = _local_file(cfg, split)
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        rows = [(n, json.loads(line)) for n, line in enumerate(lines, start=1) if line.strip()]
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise _malformed(path, "", f"not valid JSON lines ({err})") from err
+    out = []
+    for n, row in rows:
+        try:
+            q = _sycophancy_eval_question(row, f"{_name(cfg)}/{split}/{n - 1}")
+        except ValueError as err:
+            raise _malformed(path, f" at line {n}", str(err)) from err
+        if q is not None:
+            out.append(q)
+    return out, str(path)
