@@ -162,6 +162,18 @@ class PromptMitigationSchema:
 
 
 @dataclass
+class ThirdPersonSchema:
+    name: str = MISSING
+    kind: str = MISSING
+    adapter_path: str | None = None
+    system_prompt: str | None = None
+    speaker: str = MISSING
+    frame: str = MISSING
+    name_pattern: str = MISSING
+    rules: list[list[str]] = field(default_factory=list)
+
+
+@dataclass
 class PromptTuningSchema:
     name: str = MISSING
     kind: str = MISSING

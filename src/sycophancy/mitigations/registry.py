@@ -6,6 +6,7 @@ from sycophancy.errors import UserError
 from sycophancy.mitigations.adapters import LoRA, PromptTuning
 from sycophancy.mitigations.base import Mitigation, TrainableMitigation
 from sycophancy.mitigations.prompting import InContext, SystemPrompt
+from sycophancy.mitigations.third_person import ThirdPerson
 from sycophancy.registry import Registry
 
 MITIGATIONS: Registry[Mitigation] = Registry(
@@ -14,6 +15,7 @@ MITIGATIONS: Registry[Mitigation] = Registry(
         "none": SystemPrompt(),
         "system_prompt": SystemPrompt(),
         "icl": InContext(),
+        "third_person": ThirdPerson(),
         "prompt_tuning": PromptTuning(),
         "lora": LoRA(),
     },
