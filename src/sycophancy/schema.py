@@ -174,6 +174,20 @@ class ThirdPersonSchema:
 
 
 @dataclass
+class SteeringSchema:
+    name: str = MISSING
+    kind: str = MISSING
+    adapter_path: str | None = None
+    system_prompt: str | None = None
+    vector_path: str | None = None
+    layer: Any = MISSING  # an int or a list of ints (steering.layer_list checks)
+    multiplier: float = MISSING
+    read_position: str = "answer"
+    steer_positions: str = "all"
+    fit_examples: int | None = None
+
+
+@dataclass
 class PromptTuningSchema:
     name: str = MISSING
     kind: str = MISSING
