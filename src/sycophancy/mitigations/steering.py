@@ -195,30 +195,53 @@ def read_index(truthful: list[int], user: list[int], how: str) -> tuple[int, int
     return shared, shared
 
 
-def _activations(
-    lm: LoadedModel, context: list[int], answer: list[int], at: int, layers: list[int]
-):
-    """Each layer's output at token `at` of the answer, the prompt completed with the answer (the
-    answer token is the input there, as CAA reads it)."""
+FIT_BATCH = 16  # completions per forward pass while fitting
+
+
+def _activations(lm: LoadedModel, rows: list[tuple[list[int], list[int], int]], layers: list[int]):
+    """Per layer, [len(rows), d] outputs at token `at` of each row's answer, the prompt completed
+    with the answer up to that token (the answer token is the input there, as CAA reads it).
+    Causal rows are left-padded and end at the read token; seq2seq decoder rows are right-padded
+    and read at their own last token."""
     model, seen = lm.model, {}
-
-    def keep(i):
-        def hook(_module, _args, output):
-            seen[i] = _hidden(output)[0, -1].float()
-
-        return hook
-
+    device = next(model.parameters()).device
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     if lm.family == "seq2seq":
         start = model.config.decoder_start_token_id
         start = model.config.pad_token_id if start is None else start
-        decoder = [int(start)] + answer[: at + 1]
-        inputs = {"input_ids": [context], "decoder_input_ids": [decoder]}
+        encoder = [context for context, _, _ in rows]
+        decoder = [[int(start)] + answer[: at + 1] for _, answer, at in rows]
+        ids, mask = _padded(encoder, pad, left=False)
+        dec, _ = _padded(decoder, pad, left=False)
+        inputs = {"input_ids": ids, "attention_mask": mask, "decoder_input_ids": dec}
+        where = torch.tensor([len(d) - 1 for d in decoder])
     else:
-        inputs = {"input_ids": [context + answer[: at + 1]]}
-    device = next(model.parameters()).device
+        ids, mask = _padded([c + a[: at + 1] for c, a, at in rows], pad, left=True)
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
+        where = torch.full((len(rows),), ids.shape[1] - 1)
+
+    def keep(i):
+        def hook(_module, _args, output):
+            hidden = _hidden(output)
+            seen[i] = hidden[torch.arange(hidden.shape[0]), where.to(hidden.device)].float().cpu()
+
+        return hook
+
     with hooked(model, {i: keep(i) for i in layers}), torch.inference_mode():
-        model(**{k: torch.tensor(v, device=device) for k, v in inputs.items()})
+        model(**{k: v.to(device) for k, v in inputs.items()})
     return seen
+
+
+def _padded(seqs: list[list[int]], pad: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Id lists padded into a [b, t] tensor and its attention mask."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), int(pad), dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, seq in enumerate(seqs):
+        span = slice(width - len(seq), width) if left else slice(0, len(seq))
+        ids[i, span], mask[i, span] = torch.tensor(seq, dtype=torch.long), 1
+    return ids, mask
 
 
 def fit_vectors(
@@ -234,19 +257,23 @@ def fit_vectors(
             "mitigation=steering found no training prompt whose user is wrong to contrast; raise "
             "training.train_limit, set training.filter=false, or check the training data set."
         )
+    good_rows, bad_rows = [], []
+    for item in items:
+        context, truthful = encode(lm, item.prompt, item.target)
+        _, user = encode(lm, item.prompt, item.user_target)
+        at_t, at_u = read_index(truthful, user, read_position)
+        good_rows.append((context, truthful, at_t))
+        bad_rows.append((context, user, at_u))
     sums = {i: torch.zeros(hidden_size(lm.model)) for i in layers}
     model = lm.model
     was_training = model.training
     model.eval()
     try:
-        for item in items:
-            context, truthful = encode(lm, item.prompt, item.target)
-            _, user = encode(lm, item.prompt, item.user_target)
-            at_t, at_u = read_index(truthful, user, read_position)
-            good = _activations(lm, context, truthful, at_t, layers)
-            bad = _activations(lm, context, user, at_u, layers)
+        for start in range(0, len(items), FIT_BATCH):
+            good = _activations(lm, good_rows[start : start + FIT_BATCH], layers)
+            bad = _activations(lm, bad_rows[start : start + FIT_BATCH], layers)
             for i in layers:
-                sums[i] += (good[i] - bad[i]).cpu()
+                sums[i] += (good[i] - bad[i]).sum(dim=0)
     finally:
         model.train(was_training)
     return {i: s / len(items) for i, s in sums.items()}
