@@ -63,7 +63,9 @@ def test_vectors_have_the_residual_width_and_are_the_mean_contrast(lm):
     assert all(v.dtype == torch.float32 and v.norm() > 0 for v in vectors.values())
     one = steering.fit_vectors(lm, pairs[:1], [1], "answer")[1]
     two = steering.fit_vectors(lm, pairs[1:], [1], "answer")[1]
-    torch.testing.assert_close(vectors[1], (one + two) / 2)
+    torch.testing.assert_close(vectors[1], (one + two) / 2)  # padding in a batch changes nothing
+    # a fit that stops after layer 0 reads what the full pass reads there
+    torch.testing.assert_close(steering.fit_vectors(lm, pairs, [0], "answer")[0], vectors[0])
     assert hook_count(lm.model) == 0  # the reading hooks are gone too
 
 
@@ -193,3 +195,15 @@ def test_train_fits_saves_and_evaluate_reloads_on_every_probe(tmp_path, model):
     other = "tiny-t5" if model == "tiny-llama" else "tiny-llama"
     with pytest.raises(UserError, match="fitted on model"):
         evaluated("other", *label, f"model={other}", f"mitigation.vector_path={vector}")
+
+
+def test_steering_the_last_position_moves_only_what_follows_it():
+    lm = lm_of("tiny-llama")
+    ids = torch.tensor([[5, 17, 42, 8, 99]])
+    vectors = {1: torch.ones(steering.hidden_size(lm.model))}
+    last = steering.steered(lm, vectors, mitigation(multiplier=4.0, steer_positions="last")).model
+    with torch.inference_mode():
+        plain, moved = lm.model(input_ids=ids).logits, last(input_ids=ids).logits
+    torch.testing.assert_close(moved[:, :-1], plain[:, :-1])  # earlier positions never see it
+    assert not torch.allclose(moved[:, -1], plain[:, -1])
+    assert hook_count(lm.model) == 0

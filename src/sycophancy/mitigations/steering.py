@@ -18,7 +18,7 @@ import json
 import logging
 import random
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import torch
@@ -225,12 +225,18 @@ def _activations(lm: LoadedModel, rows: list[tuple[list[int], list[int], int]], 
         def hook(_module, _args, output):
             hidden = _hidden(output)
             seen[i] = hidden[torch.arange(hidden.shape[0]), where.to(hidden.device)].float().cpu()
+            if i == max(layers):
+                raise _Read  # the layers above it are not needed
 
         return hook
 
-    with hooked(model, {i: keep(i) for i in layers}), torch.inference_mode():
+    with hooked(model, {i: keep(i) for i in layers}), torch.inference_mode(), suppress(_Read):
         model(**{k: v.to(device) for k, v in inputs.items()})
     return seen
+
+
+class _Read(Exception):
+    """Raised by the deepest reading hook to stop a fitting forward pass once it has what it needs."""
 
 
 def _padded(seqs: list[list[int]], pad: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
