@@ -207,3 +207,13 @@ def test_steering_the_last_position_moves_only_what_follows_it():
     torch.testing.assert_close(moved[:, :-1], plain[:, :-1])  # earlier positions never see it
     assert not torch.allclose(moved[:, -1], plain[:, -1])
     assert hook_count(lm.model) == 0
+
+
+def test_the_steered_model_looks_like_its_base_to_callers():
+    lm = lm_of("tiny-llama")
+    model = steering.steered(lm, {1: torch.zeros(64)}, mitigation()).model
+    assert model.config is lm.model.config and model.device == lm.model.device
+    assert model.get_decoder() is lm.model.get_decoder()
+    assert [p.data_ptr() for p in model.parameters()] == [
+        p.data_ptr() for p in lm.model.parameters()
+    ]

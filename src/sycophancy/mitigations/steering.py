@@ -135,14 +135,12 @@ class SteeredModel(torch.nn.Module):
         self.vectors = {int(i): v.detach().float() for i, v in vectors.items()}
         self.multiplier, self.positions = float(multiplier), str(positions)
 
-    @property
-    def config(self):
-        """The base model's config."""
-        return self.base.config
-
-    def get_decoder(self):
-        """The base model's decoder (its layers are the steered ones)."""
-        return self.base.get_decoder()
+    def __getattr__(self, name: str):
+        """Anything else (config, device, dtype, generation_config, ...) is the base model's."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("base"), name)
 
     def forward(self, *args, **kwargs):
         """The base forward, steered."""
