@@ -217,3 +217,33 @@ def test_the_steered_model_looks_like_its_base_to_callers():
     assert [p.data_ptr() for p in model.parameters()] == [
         p.data_ptr() for p in lm.model.parameters()
     ]
+
+
+@pytest.mark.slow
+def test_embedded_model_fits_a_vector_and_multiplier_zero_is_exact(tmp_path, data_dir):
+    from sycophancy.files import read_jsonl
+    from sycophancy.runs.evaluate import evaluate
+    from sycophancy.runs.train import train
+
+    data = ["dataset=sst2", f"dataset.data_dir={data_dir / 'sst2'}", "model.dtype=bfloat16"]
+    data += ["logger=none", "probe.content_free_examples=0"]
+    train(compose_config("train", [
+        *data, "dataset.limit=16", "mitigation=steering", "mitigation.layer=10",
+        "training.filter=false", "training.train_limit=48", "mitigation.fit_examples=8",
+        "training.val_probe_limit=2", f"output_dir={tmp_path / 'fit'}",
+    ]))  # fmt: skip
+    vectors, info = steering.load_vectors(tmp_path / "fit")
+    assert info["hidden_size"] == 576 and vectors[10].shape == (576,) and info["pairs"] == 8
+
+    def scores(name, *extra):
+        overrides = [*data, "dataset.limit=8", f"output_dir={tmp_path / name}", *extra]
+        evaluate(compose_config("evaluate", overrides))
+        return [r["scores"] for r in read_jsonl(tmp_path / name / "examples.jsonl")]
+
+    steer = [
+        "mitigation=steering",
+        "mitigation.layer=10",
+        f"mitigation.vector_path={tmp_path / 'fit'}",
+    ]
+    assert scores("zero", *steer, "mitigation.multiplier=0") == scores("none")
+    assert scores("eight", *steer, "mitigation.multiplier=8") != scores("none")

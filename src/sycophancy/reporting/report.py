@@ -148,7 +148,7 @@ def _sort_key(row: dict) -> tuple:
         str(row.get("train_datasets")),
         row.get("num_virtual_tokens") or 0,
         row.get("lr") or 0,
-        str(row.get("layer")),
+        (len(str(row.get("layer"))), str(row.get("layer"))),  # layer 5 before layer 10
         row.get("multiplier") or 0,
         row.get("seed") if row.get("seed") is not None else -1,
     )
