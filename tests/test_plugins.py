@@ -167,7 +167,10 @@ def run_script_body(script: str, tmp_path: Path, *overrides: str) -> float:
     ("override", "known"),
     [
         ("probe.kind=answer", "are_you_sure, opinion, opinion_label"),
-        ("mitigation.kind=steering", "icl, lora, none, prompt_tuning, system_prompt"),
+        (
+            "mitigation.kind=ablation",
+            "icl, lora, none, prompt_tuning, steering, system_prompt, third_person",
+        ),
     ],
 )
 def test_an_unknown_kind_is_refused_listing_the_known_ones(
@@ -182,7 +185,11 @@ def test_an_unknown_kind_is_refused_listing_the_known_ones(
     ("override", "problem", "trainable"),
     [
         ("probe=are_you_sure", "probe.kind='are_you_sure' does not", "opinion, opinion_label"),
-        ("mitigation=icl", "mitigation.kind='icl' has nothing to train", "lora, prompt_tuning"),
+        (
+            "mitigation=icl",
+            "mitigation.kind='icl' has nothing to train",
+            "lora, prompt_tuning, steering",
+        ),
     ],
 )
 def test_train_refuses_what_it_cannot_train(no_model, tmp_path, override, problem, trainable):

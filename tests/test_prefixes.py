@@ -142,3 +142,21 @@ def test_adapted_models_reuse_prefixes_with_the_same_scores(llama, kind):
 
 def test_seq2seq_scores_whole_inputs():
     assert _prefix_runner(load_model(model_cfg("tiny-t5"))) is None
+
+
+@pytest.mark.parametrize(("positions", "reused"), [("all", True), ("last", False)])
+def test_steered_models_reuse_prefixes_unless_each_calls_last_token_is_steered(
+    llama, positions, reused
+):
+    import torch
+
+    from sycophancy.mitigations.steering import SteeredModel
+
+    model = SteeredModel(llama.model, {1: torch.ones(64)}, 2.0, positions)
+    steered = dataclasses.replace(llama, model=model)
+    assert (_prefix_runner(steered) is not None) == reused
+    prompts = probe_like_prompts(3)
+    whole = score_options(
+        dataclasses.replace(steered, reuse_prefixes=False), prompts, ["a", "b"], 4
+    )
+    assert np.abs(score_options(steered, prompts, ["a", "b"], 4) - whole).max() < 2e-5

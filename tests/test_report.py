@@ -9,7 +9,7 @@ from matplotlib.image import imread
 
 from sycophancy.errors import UserError
 from sycophancy.files import write_json, write_text
-from sycophancy.reporting import report
+from sycophancy.reporting import report, tradeoffs
 
 
 def opinion_metrics(alignment: float, n: int = 20) -> dict:
@@ -97,8 +97,8 @@ def test_rows_carry_the_metrics_json_numbers(sweep):
 
 def test_report_writes_table_csv_and_decodable_plots(sweep):
     written = report.report(sweep)
-    assert set(written) == {"csv", "md", "alignment", "curves"}
-    for name in ("alignment.png", "training_curves.png"):
+    assert set(written) == {"csv", "md", "alignment", "curves", "tradeoff"}
+    for name in ("alignment.png", "training_curves.png", "tradeoff.png"):
         image = imread(sweep / name)
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
     with open(sweep / "results.csv", encoding="utf-8") as handle:
@@ -212,3 +212,77 @@ def test_no_strength_plot_without_an_axis_that_varies(sweep):
     opinion = [r for r in rows if r["probe"] in report.OPINION_PROBES]
     assert opinion and {(r["strength"], r["persona"]) for r in opinion} == {("plain", "professor")}
     assert all(r["strength"] is None for r in rows if r not in opinion)  # no such axis there
+
+
+def rated(faw: float, acc: float, contrarian: float, half: float = 0.1) -> dict:
+    """Filtered alignment, accuracy without opinion and contrarian rate, each ± `half`."""
+    out = {"n": 100, "n_filtered": 60}
+    for key, value in (
+        ("alignment_wrong_filtered", faw), ("acc_no_opinion", acc), ("contrarian_rate", contrarian),
+    ):  # fmt: skip
+        out[key], out[f"{key}_ci"], out[f"{key}_n"] = value, [value - half, value + half], 60
+    return out
+
+
+def steering_config(layer: int, multiplier: float, seed: int) -> dict:
+    cfg = config("smollm2", "steering", seed)
+    cfg["mitigation"] = {"name": "steering", "kind": "steering", "layer": layer}
+    cfg["mitigation"]["multiplier"] = multiplier
+    return cfg
+
+
+@pytest.fixture
+def steering_sweep(tmp_path) -> Path:
+    make_run(tmp_path, "0_none", config("smollm2", "none"), rated(0.4, 0.6, 0.05))
+    make_run(tmp_path, "1_icl", config("smollm2", "icl"), rated(0.2, 0.5, 0.25, half=0.05))
+    for i, (layer, multiplier, seed, faw) in enumerate(
+        [(5, 2.0, 0, 0.35), (5, 2.0, 1, 0.25), (5, 4.0, 0, 0.2), (10, 2.0, 0, 0.3)]
+    ):
+        trained = {"before": rated(0.4, 0.6, 0.05), "after": rated(faw, 0.58, 0.06)}
+        make_run(tmp_path, f"{2 + i}_steer", steering_config(layer, multiplier, seed), trained)
+    return tmp_path
+
+
+def test_tradeoffs_are_gains_and_costs_against_the_untouched_model(steering_sweep):
+    rows = report.study_rows(report.collect(steering_sweep))
+    points = {p["arm"]: p for p in tradeoffs.tradeoff_rows(rows, lambda r: r["run_dir"])}
+    assert set(points) == {"1_icl", "2_steer", "3_steer", "4_steer", "5_steer"}
+    icl = points["1_icl"]
+    # reduction 0.4 - 0.2 = 0.2; Newcombe: 0.2 - hypot(0.4 - 0.3, 0.25 - 0.2) = 0.2 - 0.111803,
+    # 0.2 + hypot(0.5 - 0.4, 0.2 - 0.15) = 0.2 + 0.111803
+    assert icl["reduction"] == pytest.approx(0.2)
+    assert icl["reduction_ci"] == pytest.approx([0.088197, 0.311803], abs=1e-6)
+    # accuracy lost 0.6 - 0.5 = 0.1: 0.1 -/+ hypot(0.1, 0.05); contrarian gained 0.25 - 0.05 = 0.2
+    assert icl["acc_no_opinion"] == pytest.approx(0.1)
+    assert icl["acc_no_opinion_ci"] == pytest.approx([0.1 - 0.111803, 0.1 + 0.111803], abs=1e-6)
+    assert icl["contrarian_rate"] == pytest.approx(0.2)
+    assert icl["contrarian_rate_ci"] == pytest.approx([0.2 - 0.111803, 0.2 + 0.111803], abs=1e-6)
+    # a train.py arm against its own before: 0.4 - 0.2 = 0.2 -/+ hypot(0.1, 0.1)
+    steer = points["4_steer"]
+    assert steer["reduction"] == pytest.approx(0.2)
+    assert steer["reduction_ci"] == pytest.approx([0.2 - 0.141421, 0.2 + 0.141421], abs=1e-6)
+    assert steer["acc_no_opinion"] == pytest.approx(0.02)
+    assert steer["contrarian_rate"] == pytest.approx(0.01)
+
+
+def test_steering_arms_are_named_by_layer_and_multiplier_and_plotted(steering_sweep):
+    rows = report.collect(steering_sweep)
+    steer = [r for r in rows if r["mitigation"] == "steering"]
+    assert {(r["layer"], r["multiplier"]) for r in steer} == {(5, 2.0), (5, 4.0), (10, 2.0)}
+    assert report.arm_settings(rows) == ["layer", "multiplier"]
+    assert {report.arm(r, ["layer", "multiplier"]) for r in steer} == {
+        "steering L5 x2.0", "steering L5 x4.0", "steering L10 x2.0",
+    }  # fmt: skip
+    written = report.report(steering_sweep)
+    assert {"tradeoff", "steering"} <= set(written)
+    for name in ("tradeoff.png", "steering.png"):
+        image = imread(steering_sweep / name)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 300
+    md = (steering_sweep / "results.md").read_text()
+    assert "| model | mitigation | layer | multiplier | seed |" in md
+    assert "| smollm2 | steering | 5 | 2.0 | 1 |" in md
+
+
+def test_no_steering_arms_no_steering_plot(sweep):
+    assert "steering" not in report.report(sweep)
+    assert not (sweep / "steering.png").exists()

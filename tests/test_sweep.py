@@ -31,7 +31,9 @@ SWEEPS = {  # sweep -> entry point it is written for
     "embedded": "train",
     "embedded_prompting": "evaluate",
     "opinion_strength": "evaluate",
+    "steering": "train",
 }
+GROUPS = {"steering": "embedded"}  # a sweep whose arms join another sweep's group
 
 
 def sweep_jobs(name: str, script: str) -> list[list[str]]:
@@ -64,7 +66,7 @@ def test_sweep_jobs_compose_with_group_and_choices(name):
             hydra_cfg = compose(script, overrides=overrides, return_hydra_config=True).hydra
             cfg = compose(script, overrides=overrides)
         resolved = OmegaConf.to_container(cfg, resolve=True)
-        assert resolved["group"] == name.replace("_prompting", "")
+        assert resolved["group"] == GROUPS.get(name, name.replace("_prompting", ""))
         assert hydra_cfg.sweep.dir.startswith(f"multirun/{resolved['group']}/")
         subdir = OmegaConf.to_container(hydra_cfg.sweep, resolve=False)["subdir"]
         assert "${hydra:runtime.choices.model}" in subdir

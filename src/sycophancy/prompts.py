@@ -14,8 +14,10 @@ def build_messages(
     system: str | None = None,
     shots: list[tuple[str, str]] | None = None,
     history: list[Message] | None = None,
+    user_turn: Callable[[str], str] | None = None,
 ) -> list[Message]:
-    """A conversation: optional system turn, k-shot (user, assistant) pairs, history, the user turn."""
+    """A conversation: optional system turn, k-shot (user, assistant) pairs, history, the user turn;
+    `user_turn` (a mitigation's rewriter) rewrites every user turn, shots and history included."""
     messages: list[Message] = []
     if system:
         messages.append({"role": "system", "content": system})
@@ -24,7 +26,11 @@ def build_messages(
         messages.append({"role": "assistant", "content": answer})
     messages.extend(history or [])
     messages.append({"role": "user", "content": user_text})
-    return messages
+    if user_turn is None:
+        return messages
+    return [
+        {**m, "content": user_turn(m["content"])} if m["role"] == "user" else m for m in messages
+    ]
 
 
 def flatten(messages: list[Message], assistant_cue: bool = True) -> str:
@@ -84,5 +90,8 @@ def render_items(
     texts = []
     for item in items:
         ctx = context(item.example_id)
-        texts.append(render(build_messages(item.user_text, system=ctx.system, shots=ctx.shots)))
+        messages = build_messages(
+            item.user_text, system=ctx.system, shots=ctx.shots, user_turn=ctx.user_turn
+        )
+        texts.append(render(messages))
     return texts

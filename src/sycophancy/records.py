@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # the opinion conditions a probe item can be in: no opinion, the wrong label stated, the right one
@@ -67,6 +68,7 @@ class PromptContext:
 
     system: str | None = None
     shots: list[tuple[str, str]] = field(default_factory=list)
+    user_turn: Callable[[str], str] | None = None  # rewrites every user turn (e.g. third person)
 
 
 @dataclass(frozen=True)
@@ -77,3 +79,4 @@ class TrainItem:
     target: str
     cell: tuple[bool, str]  # (user's opinion is right, gold answer text)
     example_id: str
+    user_target: str | None = None  # the answer text the user's opinion favours (None: no opinion)

@@ -174,6 +174,32 @@ class PromptMitigationSchema:
 
 
 @dataclass
+class ThirdPersonSchema:
+    name: str = MISSING
+    kind: str = MISSING
+    adapter_path: str | None = None
+    system_prompt: str | None = None
+    speaker: str = MISSING
+    frame: str = MISSING
+    name_pattern: str = MISSING
+    rules: list[list[str]] = field(default_factory=list)
+
+
+@dataclass
+class SteeringSchema:
+    name: str = MISSING
+    kind: str = MISSING
+    adapter_path: str | None = None
+    system_prompt: str | None = None
+    vector_path: str | None = None
+    layer: Any = MISSING  # an int or a list of ints (steering.layer_list checks)
+    multiplier: float = MISSING
+    read_position: str = "answer"
+    steer_positions: str = "all"
+    fit_examples: int | None = None
+
+
+@dataclass
 class PromptTuningSchema:
     name: str = MISSING
     kind: str = MISSING

@@ -51,6 +51,14 @@ def paired_bootstrap_diff(
     return {"value": float(diff.mean()), "n": n, "ci": [float(low), float(high)]}
 
 
+def newcombe_diff(a: float, a_ci: Sequence[float], b: float, b_ci: Sequence[float]) -> list[float]:
+    """95% interval of a − b from the two rates' own Wilson intervals (Newcombe 1998, method 10).
+    It treats the rates as independent, so for rates over the same examples it is conservative."""
+    (a_low, a_high), (b_low, b_high) = a_ci, b_ci
+    d = a - b
+    return [d - math.hypot(a - a_low, b_high - b), d + math.hypot(a_high - a, b - b_low)]
+
+
 def mcnemar(before: Sequence[bool], after: Sequence[bool]) -> dict:
     """Exact two-sided McNemar test on paired binary outcomes (b: True→False, c: False→True)."""
     x = np.asarray(before, dtype=bool)

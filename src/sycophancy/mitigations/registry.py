@@ -6,6 +6,8 @@ from sycophancy.errors import UserError
 from sycophancy.mitigations.adapters import LoRA, PromptTuning
 from sycophancy.mitigations.base import Mitigation, TrainableMitigation
 from sycophancy.mitigations.prompting import InContext, SystemPrompt
+from sycophancy.mitigations.steering import Steering
+from sycophancy.mitigations.third_person import ThirdPerson
 from sycophancy.registry import Registry
 
 MITIGATIONS: Registry[Mitigation] = Registry(
@@ -14,8 +16,10 @@ MITIGATIONS: Registry[Mitigation] = Registry(
         "none": SystemPrompt(),
         "system_prompt": SystemPrompt(),
         "icl": InContext(),
+        "third_person": ThirdPerson(),
         "prompt_tuning": PromptTuning(),
         "lora": LoRA(),
+        "steering": Steering(),
     },
 )
 register_mitigation = MITIGATIONS.register  # @register_mitigation("steering") on a Mitigation class

@@ -128,7 +128,9 @@ def challenge_turn(
 
 def first_messages(user_text: str, context: PromptContext) -> list[Message]:
     """Turn 1: the mitigation's context, then the question."""
-    return build_messages(user_text, system=context.system, shots=context.shots)
+    return build_messages(
+        user_text, system=context.system, shots=context.shots, user_turn=context.user_turn
+    )
 
 
 def second_messages(
@@ -136,7 +138,13 @@ def second_messages(
 ) -> list[Message]:
     """Turn 2: the same context and question, the model's answer as an assistant turn, the challenge."""
     history = [{"role": "user", "content": user_text}, {"role": "assistant", "content": answer}]
-    return build_messages(challenge, system=context.system, shots=context.shots, history=history)
+    return build_messages(
+        challenge,
+        system=context.system,
+        shots=context.shots,
+        history=history,
+        user_turn=context.user_turn,
+    )
 
 
 def held_shot(

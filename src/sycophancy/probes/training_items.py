@@ -166,7 +166,8 @@ def to_train_item(item: ProbeItem, render: Callable) -> TrainItem:
     prompt = render_items([item], render, lambda _: PromptContext())[0]
     right = item.user_option == item.gold
     target = item.option_texts[item.gold]
-    return TrainItem(prompt, target, (right, target), item.example_id)
+    user = None if item.user_option is None else item.option_texts[item.user_option]
+    return TrainItem(prompt, target, (right, target), item.example_id, user)
 
 
 def build_train_items(cfg: dict, lm, render: Callable, method: str) -> tuple[list[TrainItem], dict]:

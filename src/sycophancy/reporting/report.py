@@ -16,6 +16,7 @@ from sycophancy.errors import UserError
 from sycophancy.files import ERROR_FILE, write_text
 from sycophancy.metrics.table import BY_NAME, PAIRED_BOOTSTRAP, is_signed, metric_names
 from sycophancy.reporting.summary import with_interval
+from sycophancy.reporting.tradeoffs import plot_steering, plot_tradeoff
 
 # the headline metrics, then context for reading a lower alignment (did accuracy fall, did the
 # model turn contrarian?)
@@ -31,6 +32,8 @@ ID_COLUMNS = (
     "stage",
     "num_virtual_tokens",
     "lr",
+    "layer",
+    "multiplier",
     "train_datasets",
     "strength",
     "persona",
@@ -81,6 +84,7 @@ def run_row(run_dir: Path, root: Path) -> dict:
         if mitigation.get("kind") == "prompt_tuning"
         else None,
         "lr": (mitigation.get("optimizer") or {}).get("lr"),
+        **steering_settings(mitigation),
         "train_datasets": "+".join(
             d if isinstance(d, str) else str(d.get("name")) for d in datasets
         )
@@ -100,6 +104,16 @@ def run_row(run_dir: Path, root: Path) -> dict:
     else:
         row.update(metric_columns(metrics))
     return row
+
+
+def steering_settings(mitigation: dict) -> dict:
+    """A steering arm's layer ('10+15' for a list) and multiplier; None for other mitigations."""
+    if mitigation.get("kind") != "steering":
+        return {"layer": None, "multiplier": None}
+    layer = mitigation.get("layer")
+    layer = "+".join(map(str, layer)) if isinstance(layer, list) else layer
+    multiplier = mitigation.get("multiplier")
+    return {"layer": layer, "multiplier": None if multiplier is None else float(multiplier)}
 
 
 def run_dirs(root: str | Path) -> list[Path]:
@@ -143,6 +157,8 @@ def _sort_key(row: dict) -> tuple:
         str(row.get("train_datasets")),
         row.get("num_virtual_tokens") or 0,
         row.get("lr") or 0,
+        (len(str(row.get("layer"))), str(row.get("layer"))),  # layer 5 before layer 10
+        row.get("multiplier") or 0,
         row.get("seed") if row.get("seed") is not None else -1,
     )
 
@@ -189,6 +205,8 @@ def markdown(rows: list[dict], failed: list[dict] | None = None) -> str:
             "train_datasets",
             "num_virtual_tokens",
             "lr",
+            "layer",
+            "multiplier",
             "strength",
             "persona",
             "seed",
@@ -242,7 +260,13 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-ARM_SETTINGS = {"num_virtual_tokens": "v", "lr": "lr", "train_datasets": "train "}
+ARM_SETTINGS = {
+    "num_virtual_tokens": "v",
+    "lr": "lr",
+    "layer": "L",
+    "multiplier": "x",
+    "train_datasets": "train ",
+}
 
 
 def arm_settings(rows: list[dict]) -> list[str]:
@@ -260,6 +284,10 @@ def arm(row: dict, settings: list[str]) -> str:
     parts = [str(row.get("mitigation"))]
     parts += [f"{ARM_SETTINGS[k]}{row[k]}" for k in settings if row.get(k) is not None]
     return " ".join(parts)
+
+
+def _seed(row: dict) -> str:
+    return "" if row.get("seed") is None else f" s{row['seed']}"
 
 
 def plot_alignment(rows: list[dict], path: Path) -> Path | None:
@@ -424,6 +452,16 @@ def report(root: str | Path) -> dict[str, Path]:
     axes = plot_opinion_axes(rows, root / "opinion_strength.png")
     if axes:
         written["opinion_strength"] = axes
+    studied = study_rows(rows)
+    settings = arm_settings(studied)
+    tradeoffs = plot_tradeoff(
+        studied, lambda r: arm(r, settings) + _seed(r), root / "tradeoff.png", _save
+    )
+    if tradeoffs:
+        written["tradeoff"] = tradeoffs
+    scan = plot_steering(studied, root / "steering.png", _save)
+    if scan:
+        written["steering"] = scan
     curves = plot_curves(root, rows, root / "training_curves.png")
     if curves:
         written["curves"] = curves

@@ -94,6 +94,8 @@ def _prefix_runner(lm: LoadedModel) -> PrefixRunner | None:
     encoders see the whole input at once; peft prompt tuning prepends its own virtual tokens)."""
     if lm.family != "causal" or not lm.reuse_prefixes or _prompt_learning(lm.model):
         return None
+    if not getattr(lm.model, "prefix_reuse_safe", True):  # e.g. steering each call's last token
+        return None
     keyword = prefixes.cache_keyword(lm.model)
     if keyword is None:
         return None

@@ -111,14 +111,26 @@ def _split(group: Group, batch_size: int) -> list[Group]:
 
 def cache_keyword(model: Any) -> str | None:
     """The forward keyword that takes a key/value cache (`cache` in transformers ≥ 5.x, else
-    `past_key_values`), or None when the model's forward takes neither. A peft wrapper passes
-    its keyword arguments on to the model it wraps."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    params = inspect.signature(inner.forward).parameters
-    for name in ("cache", "past_key_values"):
-        if name in params:
-            return name
+    `past_key_values`), or None when the model's forward takes neither. A wrapper whose forward
+    passes its keyword arguments on (peft, a steered model) is looked through."""
+    seen: set[int] = set()
+    while model is not None and id(model) not in seen:
+        seen.add(id(model))
+        params = inspect.signature(model.forward).parameters
+        for name in ("cache", "past_key_values"):
+            if name in params:
+                return name
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return None
+        model = _wrapped(model)
     return None
+
+
+def _wrapped(model: Any) -> Any:
+    """The model a wrapper runs (peft's base model, our wrappers' `base`), or None."""
+    if "get_base_model" in dir(type(model)):
+        return model.get_base_model()
+    return model.__dict__.get("_modules", {}).get("base")
 
 
 class PrefixRunner:
