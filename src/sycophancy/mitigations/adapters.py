@@ -222,7 +222,9 @@ class Adapter(TrainableMitigation):
         """Add a fresh adapter (seeded by `seed`) and train only it; resumes from `ckpt_path`."""
         tuned = add_adapter(lm, cfg["mitigation"], int(cfg["seed"]))
         module = AdapterModule(tuned, cfg, monitor)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(
+            module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True
+        )
         return tuned
 
     def save(self, lm: LoadedModel, run_dir: Path) -> Path:

@@ -95,9 +95,16 @@ def in_multirun() -> bool:
         return False
 
 
+INTERRUPTED = "Interrupted (exit {code}): "  # how error.txt starts for a job stopped by a signal
+_sweep_interrupted: list[int] = []  # exit codes of interrupted jobs of this process's multirun
+
+
 def record_failure(exc: BaseException, job_dir: Path) -> Path:
     """Write a failed job's error (a UserError's paragraph, else the traceback) to error.txt."""
-    if isinstance(exc, UserError):
+    code = getattr(exc, "exit_code", None)
+    if isinstance(exc, UserError) and code is not None:
+        text = INTERRUPTED.format(code=code) + f"{exc}\n"
+    elif isinstance(exc, UserError):
         text = f"UserError: {exc}\n"
     else:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -122,9 +129,11 @@ def _release_memory() -> None:
 def cli(main):
     """Entry-point wrapper: a failure prints one paragraph and exits non-zero, with no traceback.
 
-    A UserError exits with status 2, any other exception with 1; either way the run's folder gets an
+    A UserError exits with status 2 (an interrupted training run with 128 + the signal, 130 for
+    SIGINT, 143 for SIGTERM), any other exception with 1; either way the run's folder gets an
     `error.txt` (the paragraph, or the full traceback). In a multirun the failed job returns NaN and
-    the sweep goes on; `SweepReport` lists the failed jobs at the end.
+    the sweep goes on, unless a job was interrupted: the remaining jobs are then not run (each
+    records why) and `SweepReport` lists them and exits with the signal's code.
     """
 
     @functools.wraps(main)
@@ -132,15 +141,29 @@ def cli(main):
         multirun = in_multirun()
         environment = dict(os.environ)  # restored after a multirun job (e.g. PL_GLOBAL_SEED)
         try:
+            if multirun and _sweep_interrupted:
+                raise UserError(
+                    "Not run: an earlier job of this sweep was interrupted, so the sweep stopped. "
+                    "Run the sweep again (finished jobs are in their folders; resume the "
+                    "interrupted one with its ckpt_path)."
+                )
             return main(*args, **kwargs)
+        except KeyboardInterrupt:
+            print(
+                "error: interrupted (Ctrl-C) outside training; nothing to resume.", file=sys.stderr
+            )
+            sys.exit(130)
         except Exception as exc:
+            code = getattr(exc, "exit_code", None)
             if multirun:
+                if code is not None:
+                    _sweep_interrupted.append(code)
                 return _job_failed(exc)
             path = _record_single_failure(exc, args[0] if args else None)
             where = f" (details in {path})" if path else ""
             if isinstance(exc, UserError):
                 print(f"error: {exc}{where}", file=sys.stderr)
-                sys.exit(2)
+                sys.exit(code if code is not None else 2)
             print(
                 f"error: the run failed with {type(exc).__name__}: {exc}. This is not a problem the "
                 f"run's checks could name; the traceback is in {path or 'the log above'}. Please "

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import signal
 import time
 
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from sycophancy import models
@@ -21,6 +23,7 @@ from sycophancy.reporting.summary import OPINION_ROWS, table
 from sycophancy.reporting.tracking import finish, flatten_metrics, log_examples, make_logger
 from sycophancy.runs.jobs import in_multirun, prepare, run_group, run_name
 from sycophancy.training.batches import SycophancyDataModule, cell_counts
+from sycophancy.training.interrupt import Interruption
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +107,13 @@ def train(cfg: DictConfig) -> float:
     status = "failed"
     try:
         checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
+        interruption = Interruption(
+            run_dir / "checkpoints"
+        )  # last.ckpt every epoch and on a signal
         trainer = instantiate(
             OmegaConf.create(plain["trainer"]),
             logger=logger if logger is not None else False,
-            callbacks=[checkpoints],
+            callbacks=[interruption, checkpoints],
             default_root_dir=str(run_dir),
             use_distributed_sampler=False,  # BalancedSampler shards its batches across ranks itself
         )
@@ -129,7 +135,12 @@ def train(cfg: DictConfig) -> float:
             batches_per_epoch=training.get("batches_per_epoch"),
             seed=seed,
         )
-        tuned = mitigation.fit(plain, lm, trainer, datamodule, probe.monitor(plain, lm))
+        try:
+            tuned = mitigation.fit(plain, lm, trainer, datamodule, probe.monitor(plain, lm))
+        except SIGTERMException:  # Lightning stopped on SIGTERM during validation: exit 0 otherwise
+            raise interruption.interrupted(trainer, signal.SIGTERM) from None
+        if interruption.interrupted(trainer) is not None:  # a signal during the last validation
+            raise interruption.interrupted(trainer)
         if not trainer.is_global_zero:
             status = "success"
             return float("nan")
