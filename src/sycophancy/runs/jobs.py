@@ -198,5 +198,6 @@ def _job_failed(exc: Exception) -> float:
     """Record a multirun job's failure in its folder and return NaN so the sweep continues."""
     job_dir = hydra_output_dir() or Path.cwd()
     path = record_failure(exc, job_dir)
-    log.error("job failed, the sweep goes on (%s): %s: %s", path, type(exc).__name__, exc)
+    goes = "the sweep stops" if _sweep_interrupted else "the sweep goes on"
+    log.error("job failed, %s (%s): %s: %s", goes, path, type(exc).__name__, exc)
     return float("nan")

@@ -23,6 +23,7 @@ from sycophancy.reporting.summary import OPINION_ROWS, table
 from sycophancy.reporting.tracking import finish, flatten_metrics, log_examples, make_logger
 from sycophancy.runs.jobs import in_multirun, prepare, run_group, run_name
 from sycophancy.training.batches import SycophancyDataModule, cell_counts
+from sycophancy.training.checkpoints import check_checkpoint_model, read_checkpoint
 from sycophancy.training.interrupt import Interruption
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ def train(cfg: DictConfig) -> float:
     plain = probe.training_config(plain)
     method = probe.check_training(plain)  # refuse bad settings before the model loads
     mitigation.check(plain)
+    resume = read_checkpoint(plain["ckpt_path"], plain) if plain.get("ckpt_path") else None
     seed = int(plain["seed"])
     name = f"{run_name(plain)}_seed{seed}"
     started = time.time()
@@ -119,6 +121,8 @@ def train(cfg: DictConfig) -> float:
         )
         refuse_local_ddp_in_multirun(trainer)
         lm = models.load_model(plain["model"])
+        if resume is not None:  # before the long "before" measurement
+            check_checkpoint_model(resume, lm, plain["ckpt_path"])
         context = mitigation.context(plain, probe.shots)
         if rank == 0:  # data-parallel workers only train; rank 0 measures and writes
             before = probe.measure(plain, lm, context)
