@@ -75,3 +75,103 @@ def test_an_interrupted_multirun_stops_non_zero_and_lists_the_job(tmp_path):
     assert f"{jobs[1]}: UserError: Not run: an earlier job of this sweep was interrupted" in (
         done.stderr
     )
+
+
+# --- artefacts know their base model -------------------------------------------------------------
+
+TINY_LLAMA = {"name": "tiny-llama", "family": "causal", "source": "tiny", "chat_template": True}
+TINY_T5 = {"name": "tiny-t5", "family": "seq2seq", "source": "tiny", "chat_template": False}
+SOFT_PROMPT = {"kind": "prompt_tuning", "num_virtual_tokens": 4, "init": "vocab"}
+
+
+def tiny(seed: int = 0, family: str = "causal"):
+    from sycophancy import models
+
+    cfg = TINY_LLAMA if family == "causal" else TINY_T5
+    return models.load_model({**cfg, "tiny": {"seed": seed}})
+
+
+def saved_adapter(tmp_path) -> Path:
+    from sycophancy.mitigations import adapters
+
+    return adapters.save_adapter(adapters.add_adapter(tiny(0), SOFT_PROMPT), tmp_path / "adapter")
+
+
+def test_fingerprint_tells_weights_and_architectures_apart_and_ignores_wrappers():
+    from sycophancy.mitigations import adapters
+    from sycophancy.models.fingerprint import fingerprint
+
+    base = fingerprint(tiny(0))
+    assert base == fingerprint(tiny(0))  # same seed, same weights
+    assert base == fingerprint(adapters.add_adapter(tiny(0), SOFT_PROMPT))  # adapter on top
+    assert base["embedding_sha256"] != fingerprint(tiny(1))["embedding_sha256"]
+    assert base["family"] == "causal" and fingerprint(tiny(0, "seq2seq"))["family"] == "seq2seq"
+
+
+@pytest.mark.parametrize(
+    ("seed", "family", "says"),
+    [(1, "causal", "other weights"), (0, "seq2seq", "family causal vs seq2seq")],
+)
+def test_an_adapter_refuses_another_base_model(tmp_path, seed, family, says):
+    from sycophancy.errors import UserError
+    from sycophancy.mitigations import adapters
+
+    path = saved_adapter(tmp_path)
+    assert (path / "base_model.json").is_file()
+    with pytest.raises(UserError, match=says):
+        adapters.attach_adapter(tiny(seed, family), path)
+    assert adapters.attach_adapter(tiny(0), path).name == "tiny-llama+prompt_tuning"
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        (lambda p: (p / "adapter_model.safetensors").write_bytes(b"x" * 40), "damaged"),
+        (lambda p: (p / "adapter_config.json").write_text("{"), "not valid JSON"),
+        (lambda p: (p / "adapter_model.safetensors").unlink(), "no adapter_model"),
+        (lambda p: (p / "adapter_config.json").unlink(), "adapter_config.json missing"),
+        (lambda p: (p / "base_model.json").write_text("{oops"), "unreadable"),
+    ],
+)
+def test_a_damaged_adapter_is_refused_before_the_model_loads(tmp_path, damage, says):
+    from sycophancy.errors import UserError
+    from sycophancy.mitigations import adapters
+
+    path = saved_adapter(tmp_path)
+    damage(path)
+    with pytest.raises(UserError, match=says):
+        adapters.PromptTuning().check({"mitigation": {"adapter_path": str(path)}})
+
+
+def test_a_damaged_or_foreign_checkpoint_is_refused(tmp_path):
+    import torch
+
+    from sycophancy.errors import UserError
+    from sycophancy.mitigations import adapters
+    from sycophancy.training.checkpoints import check_checkpoint_model, read_checkpoint
+    from sycophancy.training.module import AdapterModule
+
+    tuned = adapters.add_adapter(tiny(0), SOFT_PROMPT)
+    module = AdapterModule(tuned, {"mitigation": SOFT_PROMPT})
+    checkpoint = {"hyper_parameters": {"mitigation": SOFT_PROMPT}}
+    module.on_save_checkpoint(checkpoint)
+    path = tmp_path / "last.ckpt"
+    torch.save(checkpoint, path)
+    cfg = {"mitigation": SOFT_PROMPT}
+    check_checkpoint_model(read_checkpoint(path, cfg), tiny(0), path)
+    with pytest.raises(UserError, match="other weights"):
+        check_checkpoint_model(read_checkpoint(path, cfg), tiny(1), path)
+    with pytest.raises(UserError, match=r"mitigation.kind=prompt_tuning \(now lora\)"):
+        read_checkpoint(path, {"mitigation": {"kind": "lora"}})
+    with pytest.raises(UserError, match="num_virtual_tokens=4 \\(now 8\\)"):
+        read_checkpoint(path, {"mitigation": {**SOFT_PROMPT, "num_virtual_tokens": 8}})
+    other = AdapterModule(
+        adapters.add_adapter(tiny(0), {**SOFT_PROMPT, "num_virtual_tokens": 8}), {}
+    )
+    with pytest.raises(UserError, match="do not match this run's adapter"):
+        other.on_load_checkpoint(checkpoint)
+    (tmp_path / "cut.ckpt").write_bytes(path.read_bytes()[:300])
+    with pytest.raises(UserError, match="not a readable checkpoint"):
+        read_checkpoint(tmp_path / "cut.ckpt", cfg)
+    with pytest.raises(UserError, match="does not exist"):
+        read_checkpoint(tmp_path / "nope.ckpt", cfg)

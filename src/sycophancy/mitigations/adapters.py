@@ -217,6 +217,8 @@ def check_adapter_files(path: str | Path) -> Path:
                     handle.get_tensor(key)  # kilobytes
         except Exception as exc:  # safetensors raises its own error types for a damaged file
             problem = f"{weights[0].name} is damaged ({type(exc).__name__}: {exc})"
+    if problem is None:
+        read_fingerprint(path)  # refuses an unreadable base_model.json
     if problem:
         raise UserError(
             f"The adapter at {path} cannot be read: {problem}. Copy the folder again from the "
