@@ -40,6 +40,7 @@ class ModelSchema:
     name_or_path: str | None = None
     dtype: str = "float32"
     chat_template: bool = False
+    max_length: int | None = None  # input tokens the model takes; null: from its config (T5: 512)
     tiny: TinySchema | None = None
     gguf: GGUFSchema | None = None
 

@@ -30,6 +30,17 @@ class InContext(SystemPrompt):
 
     settings = ("k",)
 
+    def check(self, cfg: dict) -> None:
+        """No adapter; k no larger than the pool it is drawn from (when that size is set)."""
+        super().check(cfg)
+        mitigation = cfg["mitigation"]
+        k, pool = int(mitigation.get("k") or 0), mitigation.get("pool_size")
+        if pool is not None and k > int(pool):
+            raise UserError(
+                f"mitigation.k={k} is larger than mitigation.pool_size={pool}, the train examples "
+                f"the shots are drawn from; give mitigation.k={min(int(pool), 8)} or fewer."
+            )
+
     def context(self, cfg: dict, shots: Shots) -> Context:
         """The system prompt and k shots seeded by (data_seed, example id), flattened to exchanges."""
         mitigation, data_seed = cfg["mitigation"], int(cfg["data_seed"])
@@ -43,9 +54,15 @@ class InContext(SystemPrompt):
                 "mitigation=icl needs in-context examples from the train split, and it is empty; "
                 "check the data set's train files or set mitigation.k=0."
             )
+        if k > len(pool):
+            raise UserError(
+                f"mitigation.k={k} asks for more in-context examples per prompt than the {len(pool)} "
+                "the train split offers (each prompt would hold the whole pool, and be long): "
+                f"give mitigation.k={min(len(pool), 8)} or fewer (a few shots are the usual setting)."
+            )
 
         def context(example_id: str) -> PromptContext:
-            picked = example_rng(data_seed, example_id, "icl").sample(pool, min(k, len(pool)))
+            picked = example_rng(data_seed, example_id, "icl").sample(pool, k)
             return PromptContext(system=system, shots=[turn for shot in picked for turn in shot])
 
         return context

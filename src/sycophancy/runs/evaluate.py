@@ -16,13 +16,15 @@ from sycophancy.probes.registry import get_probe
 from sycophancy.reporting.tables import render_tables
 from sycophancy.reporting.tracking import finish, flatten_metrics, log_examples, make_logger
 from sycophancy.runs.jobs import prepare, run_group, run_name
+from sycophancy.scoring.limits import set_max_length
 
 log = logging.getLogger(__name__)
 
 
 def load_lm(cfg: dict, mitigation: Mitigation) -> LoadedModel:
     """The model of the run as the mitigation presents it (e.g. a trained adapter attached)."""
-    return mitigation.wrap(cfg, models.load_model(cfg["model"]))
+    lm = set_max_length(models.load_model(cfg["model"]), cfg["model"].get("max_length"))
+    return mitigation.wrap(cfg, lm)
 
 
 def evaluate(cfg: DictConfig) -> float:

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sycophancy.errors import UserError
 from sycophancy.files import ERROR_FILE, write_text
+from sycophancy.runs.noise import quiet_third_party
 from sycophancy.schema import check_run_config
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,32 @@ def prepare(
         or Path("outputs") / time.strftime("%Y-%m-%d/%H-%M-%S")
     )
     if write:
+        refuse_finished_folder(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / ERROR_FILE).unlink(missing_ok=True)  # a failed or interrupted run's, now stale
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain)))
     return plain, run_dir
+
+
+RESULTS = ("metrics.json", "examples.jsonl")  # a folder holding one of these is a finished run's
+
+
+class FolderInUse(UserError):
+    """The run folder holds another run's results (error.txt is not written into it)."""
+
+    record = False
+
+
+def refuse_finished_folder(run_dir: Path) -> None:
+    """Refuse a run folder that already holds a finished run's results: two runs' files would mix
+    (a failed or interrupted run's folder may be reused, e.g. to resume into it)."""
+    found = [name for name in RESULTS if (run_dir / name).exists()]
+    if found:
+        raise FolderInUse(
+            f"output_dir={run_dir} already holds the results of another run ({', '.join(found)}); "
+            "a second run there would mix two runs' files. Give a new output_dir (or leave it "
+            "unset for a fresh timestamped folder), or delete that folder first."
+        )
 
 
 def run_group(cfg: dict) -> str | None:
@@ -138,6 +162,7 @@ def cli(main):
 
     @functools.wraps(main)
     def wrapped(*args, **kwargs):
+        quiet_third_party()
         multirun = in_multirun()
         environment = dict(os.environ)  # restored after a multirun job (e.g. PL_GLOBAL_SEED)
         try:
@@ -186,7 +211,7 @@ def _record_single_failure(exc: BaseException, cfg) -> Path | None:
         folder = (cfg.get("output_dir") if cfg is not None else None) or hydra_output_dir()
     except Exception:  # a config too broken to read: the message alone must do
         folder = hydra_output_dir()
-    if folder is None:
+    if folder is None or not getattr(exc, "record", True):
         return None
     try:
         return record_failure(exc, Path(folder))

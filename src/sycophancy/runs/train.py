@@ -22,6 +22,7 @@ from sycophancy.probes.registry import get_trainable_probe
 from sycophancy.reporting.summary import OPINION_ROWS, table
 from sycophancy.reporting.tracking import finish, flatten_metrics, log_examples, make_logger
 from sycophancy.runs.jobs import in_multirun, prepare, run_group, run_name
+from sycophancy.scoring.limits import set_max_length
 from sycophancy.training.batches import SycophancyDataModule, cell_counts
 from sycophancy.training.checkpoints import check_checkpoint_model, read_checkpoint
 from sycophancy.training.interrupt import Interruption
@@ -120,7 +121,7 @@ def train(cfg: DictConfig) -> float:
             use_distributed_sampler=False,  # BalancedSampler shards its batches across ranks itself
         )
         refuse_local_ddp_in_multirun(trainer)
-        lm = models.load_model(plain["model"])
+        lm = set_max_length(models.load_model(plain["model"]), plain["model"].get("max_length"))
         if resume is not None:  # before the long "before" measurement
             check_checkpoint_model(resume, lm, plain["ckpt_path"])
         context = mitigation.context(plain, probe.shots)

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from sycophancy.errors import UserError
 from sycophancy.models import LoadedModel
+from sycophancy.scoring.limits import check_prompts
 
 
 class _Read(NamedTuple):
@@ -47,6 +48,7 @@ def score_options(
     their first token get that token's log-prob alone (one forward pass per prompt); options that
     share a first token with some others are told apart by teacher forcing along their branch.
     """
+    check_prompts(lm, prompts, batch_size)  # context length and memory, before any work
     per_prompt = _broadcast_options(prompts, options)
     rows = _rows(lm, prompts, per_prompt)
     k = len(per_prompt[0]) if per_prompt else len(options)
@@ -68,6 +70,7 @@ def generate(
     progress: str | None = None,
 ) -> list[str]:
     """Greedy continuations of each prompt (new text only, surrounding whitespace stripped)."""
+    check_prompts(lm, prompts, batch_size, max_new_tokens)  # context length and memory
     contexts = prompt_ids(lm, prompts)
     texts = [""] * len(prompts)
     with _inference(lm.model), _bar(len(prompts), progress) as bar:

@@ -125,7 +125,7 @@ class Interruption(L.Callback):
         self._stop_if_signalled(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)
         self._stop_if_signalled(trainer, saved=True)
 
     def _stop_if_signalled(self, trainer, saved: bool = False) -> None:
@@ -133,7 +133,7 @@ class Interruption(L.Callback):
         if not trainer.strategy.reduce_boolean_decision(self.signum is not None, all=False):
             return
         if not saved:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
         raise Interrupted(
             self.signum or signal.SIGTERM, trainer.global_step, trainer.current_epoch, self.path
         )
