@@ -5,7 +5,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from helpers import run_script
+from helpers import compose_config, run_script
 
 TINY_TRAIN = [
     "model=tiny-llama",
@@ -175,3 +175,114 @@ def test_a_damaged_or_foreign_checkpoint_is_refused(tmp_path):
         read_checkpoint(tmp_path / "cut.ckpt", cfg)
     with pytest.raises(UserError, match="does not exist"):
         read_checkpoint(tmp_path / "nope.ckpt", cfg)
+
+
+# --- bounded prompts and memory ------------------------------------------------------------------
+
+
+def test_a_prompt_longer_than_the_context_is_refused_naming_it():
+    from sycophancy.errors import UserError
+    from sycophancy.scoring import score_options
+    from sycophancy.scoring.limits import context_limit
+
+    lm = tiny(0)  # byte tokenizer, max_position_embeddings 4096
+    assert context_limit(lm) == 4096
+    prompts = ["Review: fine.", "Review: " + "long " * 1000]  # 5008 bytes
+    with pytest.raises(
+        UserError, match=r"1 of 2 prompts are longer than the 4096 tokens.*prompt 1"
+    ):
+        score_options(lm, prompts, ["positive", "negative"])
+    assert score_options(lm, prompts[:1], ["positive", "negative"]).shape == (1, 2)
+
+
+def test_t5_has_a_default_context_and_model_max_length_overrides_it():
+    from sycophancy.errors import UserError
+    from sycophancy.scoring import generate
+    from sycophancy.scoring.limits import context_limit, set_max_length
+
+    lm = tiny(0, "seq2seq")  # relative positions: nothing in the config bounds it
+    assert context_limit(lm) == 512
+    assert context_limit(set_max_length(lm, 64)) == 64
+    with pytest.raises(UserError, match="longer than the 64 tokens"):
+        generate(lm, ["x" * 100], max_new_tokens=2)
+
+
+def test_a_batch_the_free_memory_cannot_hold_is_refused(monkeypatch):
+    from sycophancy.errors import UserError
+    from sycophancy.scoring import limits, score_options
+
+    lm = tiny(0)
+    need = limits.batch_bytes(lm, 16, 300)
+    monkeypatch.setattr(limits, "free_memory", lambda model: need)  # 80% of it is not enough
+    with pytest.raises(
+        UserError, match=r"needs about [\d.]+ MiB, more than 80% .*probe\.batch_size=1[23]\b"
+    ):
+        score_options(lm, ["y" * 280] * 16, ["a", "b"], batch_size=16)
+
+
+def test_icl_k_larger_than_its_pool_is_refused_not_capped():
+    from sycophancy.errors import UserError
+    from sycophancy.mitigations.prompting import InContext
+
+    cfg = {"data_seed": 0, "mitigation": {"k": 1000, "pool_size": None}}
+    shots = lambda cfg, limit: [((("q", "a"),),)] * 400  # noqa: E731
+    with pytest.raises(UserError, match="mitigation.k=1000 .* than the 400"):
+        InContext().context(cfg, shots)
+    with pytest.raises(UserError, match="larger than mitigation.pool_size=50"):
+        InContext().check({"mitigation": {"k": 60, "pool_size": 50}})
+    cfg["mitigation"]["k"] = 2
+    assert len(InContext().context(cfg, shots)("e1").shots) == 2
+
+
+# --- run folders and noise -----------------------------------------------------------------------
+
+
+def test_a_finished_run_folder_is_not_reused(tmp_path):
+    from sycophancy.errors import UserError
+    from sycophancy.runs.jobs import prepare
+
+    cfg = compose_config("evaluate", ["model=tiny-llama", f"output_dir={tmp_path}"])
+    (tmp_path / "error.txt").write_text("an interrupted run's")
+    prepare(cfg)  # a failed or interrupted run's folder may be reused; its error.txt goes
+    assert not (tmp_path / "error.txt").exists()
+    (tmp_path / "metrics.json").write_text("{}")
+    with pytest.raises(UserError, match="already holds the results of another run"):
+        prepare(cfg)
+
+
+NOISE = (
+    "💡 Tip",
+    "litlogger",
+    "module(s) in eval mode",
+    "is deprecated",
+    "resuming from a checkpoint",
+)
+
+
+@pytest.mark.slow
+def test_a_tiny_training_run_prints_no_third_party_noise(tmp_path):
+    done = run_script("train", *TINY_TRAIN, "trainer.max_epochs=1", f"output_dir={tmp_path}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not [n for n in NOISE if n in done.stderr], done.stderr
+    assert "smaller than the logging interval" in done.stderr  # a genuine Lightning warning stays
+
+
+def test_the_noise_filters_are_narrow():
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings\n"
+        "from sycophancy.runs.noise import quiet_third_party\n"
+        "from lightning.fabric.utilities.warnings import PossibleUserWarning\n"
+        "quiet_third_party()\n"
+        "warnings.warn('Found 37 module(s) in eval mode at the start of training.', PossibleUserWarning)\n"
+        "warnings.warn('Found a genuine problem of ours', PossibleUserWarning)\n"
+        "warnings.warn('`is_gradient_checkpointing` is deprecated', FutureWarning)\n"
+        "warnings.warn('`other_thing` is deprecated', FutureWarning)\n"
+        "warnings.warn('`is_gradient_checkpointing` is deprecated', UserWarning)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "eval mode" not in done.stderr and "genuine problem of ours" in done.stderr
+    assert "`other_thing` is deprecated" in done.stderr
+    assert done.stderr.count("is_gradient_checkpointing") == 1  # the UserWarning one

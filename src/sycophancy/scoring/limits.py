@@ -79,11 +79,16 @@ def check_prompts(lm, prompts: Sequence[str], batch_size: int, new_tokens: int =
     if free is not None and need > HEADROOM * free:
         raise UserError(
             f"Scoring a batch of {batch_size} prompts of up to {tokens} tokens (the longest, prompt "
-            f"{longest}, starts {shown!r}) needs about {need / 2**30:.1f} GiB, more than "
-            f"{HEADROOM:.0%} of the {free / 2**30:.1f} GiB free. Lower probe.batch_size (e.g. "
+            f"{longest}, starts {shown!r}) needs about {_size(need)}, more than "
+            f"{HEADROOM:.0%} of the {_size(free)} free. Lower probe.batch_size (e.g. "
             f"probe.batch_size={max(1, int(batch_size * HEADROOM * free / need))}), shorten the "
             "texts, or lower mitigation.k."
         )
+
+
+def _size(n: float) -> str:
+    """Bytes as GiB, or MiB below one GiB."""
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def batch_bytes(lm, batch_size: int, tokens: int) -> int:
