@@ -200,7 +200,9 @@ def test_t5_has_a_default_context_and_model_max_length_overrides_it():
     from sycophancy.scoring import generate
     from sycophancy.scoring.limits import context_limit, set_max_length
 
-    lm = tiny(0, "seq2seq")  # relative positions: nothing in the config bounds it
+    lm = tiny(0, "seq2seq")
+    assert context_limit(lm) == 4096  # the tiny byte tokenizer says so
+    lm.tokenizer.model_max_length = int(1e30)  # transformers' "unset": relative positions alone
     assert context_limit(lm) == 512
     assert context_limit(set_max_length(lm, 64)) == 64
     with pytest.raises(UserError, match="longer than the 64 tokens"):
