@@ -288,3 +288,16 @@ def test_the_noise_filters_are_narrow():
     assert "eval mode" not in done.stderr and "genuine problem of ours" in done.stderr
     assert "`other_thing` is deprecated" in done.stderr
     assert done.stderr.count("is_gradient_checkpointing") == 1  # the UserWarning one
+
+
+def test_rows_with_an_empty_text_are_refused(tmp_path):
+    import yaml
+
+    from sycophancy import sources
+    from sycophancy.errors import UserError
+
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "conf/dataset/local.yaml").read_text())
+    cfg.update(data_dir=str(tmp_path), data_seed=0)
+    (tmp_path / "validation.csv").write_text("text,label\ngood,1\n,0\n  ,1\n")
+    with pytest.raises(UserError, match=r"2 rows whose text is empty \(rows 1, 2"):
+        sources.load_classification(cfg, "validation")

@@ -63,7 +63,7 @@ def check_fingerprint(saved: dict | None, lm, what: str, path) -> None:
     if differ:
         shown = ", ".join(f"{k} {saved[k]} vs {here[k]}" for k in differ if k != "embedding_sha256")
         if "embedding_sha256" in differ:
-            shown = f"{shown}, different embedding weights" if shown else "different weights"
+            shown = f"{shown}, different embedding weights" if shown else "embedding weights differ"
         made = (
             f"a model also named {here['name']!r} but with other weights (another checkpoint, "
             "model.tiny.seed or model.name_or_path)"
