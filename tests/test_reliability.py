@@ -250,6 +250,10 @@ def test_a_finished_run_folder_is_not_reused(tmp_path):
     (tmp_path / "metrics.json").write_text("{}")
     with pytest.raises(UserError, match="already holds the results of another run"):
         prepare(cfg)
+    (tmp_path / "file").write_text("")
+    inside_a_file = compose_config("evaluate", [f"output_dir={tmp_path / 'file' / 'run'}"])
+    with pytest.raises(UserError, match="cannot be written"):
+        prepare(inside_a_file)
 
 
 NOISE = (

@@ -70,9 +70,15 @@ def prepare(
     )
     if write:
         refuse_finished_folder(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / ERROR_FILE).unlink(missing_ok=True)  # a failed or interrupted run's, now stale
-        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain)))
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / ERROR_FILE).unlink(missing_ok=True)  # a failed or interrupted run's, stale
+            write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain)))
+        except OSError as exc:
+            raise FolderInUse(
+                f"The run folder {run_dir} cannot be written ({exc.strerror or exc}). Give "
+                "output_dir=<a folder you can write> (or leave it unset: outputs/<date>/<time>)."
+            ) from None
     return plain, run_dir
 
 
@@ -80,7 +86,7 @@ RESULTS = ("metrics.json", "examples.jsonl")  # a folder holding one of these is
 
 
 class FolderInUse(UserError):
-    """The run folder holds another run's results (error.txt is not written into it)."""
+    """The run folder holds another run's results or cannot be written (no error.txt there)."""
 
     record = False
 
