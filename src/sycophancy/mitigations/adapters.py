@@ -250,7 +250,15 @@ class Adapter(TrainableMitigation):
         """The optimizer is a Hydra partial target, which training/module.py gives the parameters;
         a saved adapter to attach is readable."""
         if cfg["mitigation"].get("adapter_path"):
-            check_adapter_files(cfg["mitigation"]["adapter_path"])
+            path = check_adapter_files(cfg["mitigation"]["adapter_path"])
+            kind = json.loads((path / "adapter_config.json").read_text()).get("peft_type", "")
+            wanted = cfg["mitigation"].get("kind")
+            if str(kind).lower() in ADAPTER_KINDS and str(kind).lower() != wanted:
+                raise UserError(
+                    f"The adapter at {path} is a {str(kind).lower()} adapter, and "
+                    f"mitigation={cfg['mitigation'].get('name') or wanted} expects {wanted}: use "
+                    f"mitigation={str(kind).lower()} mitigation.adapter_path={path}."
+                )
         optimizer = cfg["mitigation"].get("optimizer") or {}
         if not optimizer.get("_target_") or not optimizer.get("_partial_"):
             raise UserError(

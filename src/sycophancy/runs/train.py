@@ -7,9 +7,10 @@ import signal
 import time
 
 import lightning as L
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from sycophancy import models
@@ -113,13 +114,20 @@ def train(cfg: DictConfig) -> float:
         interruption = Interruption(
             run_dir / "checkpoints"
         )  # last.ckpt every epoch and on a signal
-        trainer = instantiate(
-            OmegaConf.create(plain["trainer"]),
-            logger=logger if logger is not None else False,
-            callbacks=[interruption, checkpoints],
-            default_root_dir=str(run_dir),
-            use_distributed_sampler=False,  # BalancedSampler shards its batches across ranks itself
-        )
+        try:
+            trainer = instantiate(
+                OmegaConf.create(plain["trainer"]),
+                logger=logger if logger is not None else False,
+                callbacks=[interruption, checkpoints],
+                default_root_dir=str(run_dir),
+                use_distributed_sampler=False,  # BalancedSampler shards batches across ranks itself
+            )
+        except (MisconfigurationException, InstantiationException) as exc:  # e.g. a GPU it lacks
+            reason = str(exc.__cause__ or exc).strip().splitlines()[-1]
+            raise UserError(
+                f"The trainer settings cannot run here: {reason}. Pick settings this machine has, "
+                "e.g. trainer=cpu, or trainer.devices=1."
+            ) from None
         refuse_local_ddp_in_multirun(trainer)
         lm = set_max_length(models.load_model(plain["model"]), plain["model"].get("max_length"))
         if resume is not None:  # before the long "before" measurement
