@@ -267,7 +267,7 @@ NOISE = (
 
 @pytest.mark.slow
 def test_a_tiny_training_run_prints_no_third_party_noise(tmp_path):
-    args = [*TINY_TRAIN, "trainer.max_epochs=1", "trainer.log_every_n_steps=50"]  # a real warning
+    args = [*TINY_TRAIN, "trainer.max_epochs=1", "trainer.log_every_n_steps=50", "logger=csv"]
     done = run_script("train", *args, f"output_dir={tmp_path}")
     assert done.returncode == 0, done.stderr[-2000:]
     assert not [n for n in NOISE if n in done.stderr], done.stderr
