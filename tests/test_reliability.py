@@ -25,25 +25,33 @@ def adapter_bytes(run: Path) -> bytes:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("mitigation", "step"),
-    [("prompt_tuning", 5), ("prompt_tuning", 8), ("lora", 11)],  # mid-epoch, epoch end, epoch 2
+    ("mitigation", "step", "sig"),
+    [  # mid-epoch, epoch end, Ctrl-C, second epoch with LoRA dropout (reads the torch RNG)
+        ("prompt_tuning", 5, "SIGTERM"),
+        ("prompt_tuning", 8, "SIGTERM"),
+        ("prompt_tuning", 3, "SIGINT"),
+        ("lora", 11, "SIGTERM"),
+    ],
 )
-def test_sigterm_at_a_step_then_resume_gives_the_uninterrupted_adapter(tmp_path, mitigation, step):
-    args = [*TINY_TRAIN, f"mitigation={mitigation}"]  # lora: dropout 0.05 reads the torch RNG
+def test_a_signal_at_a_step_then_resume_gives_the_uninterrupted_adapter(
+    tmp_path, mitigation, step, sig
+):
+    args = [*TINY_TRAIN, f"mitigation={mitigation}"]
     whole = run_script("train", *args, f"output_dir={tmp_path / 'whole'}")
     assert whole.returncode == 0, whole.stderr[-2000:]
 
     cut = tmp_path / "cut"
     killed = run_script(
-        "train", *args, f"output_dir={cut}", env={"SYCOPHANCY_TEST_SIGNAL_AT_STEP": str(step)}
+        "train", *args, f"output_dir={cut}", env={"SYCOPHANCY_TEST_SIGNAL_AT_STEP": f"{step}:{sig}"}
     )
-    assert killed.returncode == 128 + signal.SIGTERM
+    code = 128 + getattr(signal, sig)
+    assert killed.returncode == code
     checkpoint = cut / "checkpoints" / "last.ckpt"
     last = killed.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: Training was interrupted by SIGTERM")
+    assert last.startswith(f"error: Training was interrupted by {sig} at step {step}")
     assert f"ckpt_path={checkpoint}" in last and "Traceback" not in killed.stderr
     assert checkpoint.is_file() and not (cut / "metrics.json").exists()
-    assert "Interrupted (exit 143)" in (cut / "error.txt").read_text()
+    assert f"Interrupted (exit {code})" in (cut / "error.txt").read_text()
 
     resumed = run_script(
         "train", *args, f"output_dir={tmp_path / 'resumed'}", f"ckpt_path={checkpoint}"
