@@ -314,3 +314,40 @@ def test_rows_with_an_empty_text_are_refused(tmp_path):
     (tmp_path / "validation.csv").write_text("text,label\ngood,1\n,0\n  ,1\n")
     with pytest.raises(UserError, match=r"2 rows whose text is empty \(rows 1, 2"):
         sources.load_classification(cfg, "validation")
+
+
+def test_an_adapter_of_another_kind_is_refused_before_the_model_loads(tmp_path):
+    from sycophancy.errors import UserError
+    from sycophancy.mitigations.adapters import LoRA
+
+    path = saved_adapter(tmp_path)  # a soft prompt
+    with pytest.raises(UserError, match="is a prompt_tuning adapter, and mitigation=lora"):
+        LoRA().check({"mitigation": {"kind": "lora", "name": "lora", "adapter_path": str(path)}})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        (["mitigation=lora", "mitigation.r=0"], "mitigation.r=0 must be at least 1"),
+        (["mitigation.num_virtual_tokens=0"], "mitigation.num_virtual_tokens=0 must be at least 1"),
+        (["probe.scoring=sample"], "probe.scoring='sample' is not one of logprob, generate"),
+    ],
+)
+def test_sizes_and_choices_that_would_fail_late_are_refused_up_front(overrides, says):
+    from sycophancy.errors import UserError
+    from sycophancy.runs.jobs import prepare
+
+    with pytest.raises(UserError, match=says):
+        prepare(compose_config("train", overrides), write=False)
+
+
+def test_trainer_settings_the_machine_lacks_are_one_paragraph(tmp_path):
+    from sycophancy.errors import UserError
+    from sycophancy.runs.train import train
+
+    cfg = compose_config(
+        "train",
+        ["model=tiny-llama", "trainer.accelerator=tpu", "logger=none", f"output_dir={tmp_path}"],
+    )
+    with pytest.raises(UserError, match="The trainer settings cannot run here"):
+        train(cfg)
