@@ -296,11 +296,15 @@ def test_the_noise_filters_are_narrow():
         "warnings.warn('`is_gradient_checkpointing` is deprecated', FutureWarning)\n"
         "warnings.warn('`other_thing` is deprecated', FutureWarning)\n"
         "warnings.warn('`is_gradient_checkpointing` is deprecated', UserWarning)\n"
+        "warnings.warn(\"It is recommended to use `self.log('val/alignment_wrong', ...\", "
+        "PossibleUserWarning)\n"
+        "warnings.warn(\"It is recommended to use `self.log('val/loss', ...\", PossibleUserWarning)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "eval mode" not in done.stderr and "genuine problem of ours" in done.stderr
     assert "`other_thing` is deprecated" in done.stderr
     assert done.stderr.count("is_gradient_checkpointing") == 1  # the UserWarning one
+    assert "'val/alignment_wrong'" not in done.stderr and "'val/loss'" in done.stderr
 
 
 def test_rows_with_an_empty_text_are_refused(tmp_path):
@@ -331,14 +335,17 @@ def test_an_adapter_of_another_kind_is_refused_before_the_model_loads(tmp_path):
         (["mitigation=lora", "mitigation.r=0"], "mitigation.r=0 must be at least 1"),
         (["mitigation.num_virtual_tokens=0"], "mitigation.num_virtual_tokens=0 must be at least 1"),
         (["probe.scoring=sample"], "probe.scoring='sample' is not one of logprob, generate"),
+        (["mitigation.optimizer.lr=abc"], "mitigation.optimizer.lr='abc' is not a number"),
     ],
 )
 def test_sizes_and_choices_that_would_fail_late_are_refused_up_front(overrides, says):
     from sycophancy.errors import UserError
+    from sycophancy.mitigations.adapters import PromptTuning
     from sycophancy.runs.jobs import prepare
 
     with pytest.raises(UserError, match=says):
-        prepare(compose_config("train", overrides), write=False)
+        plain, _ = prepare(compose_config("train", overrides), write=False)
+        PromptTuning().check(plain)  # train.py checks the mitigation before the model loads
 
 
 def test_trainer_settings_the_machine_lacks_are_one_paragraph(tmp_path):

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 ADAPTER_KINDS = ("prompt_tuning", "lora")
 INITS = ("text", "vocab", "random")
+NUMERIC_OPTIMIZER_KEYS = ("lr", "weight_decay", "eps", "momentum")  # checked before the model loads
 
 
 def setting(mitigation: dict, key: str):
@@ -260,6 +261,15 @@ class Adapter(TrainableMitigation):
                     f"mitigation={str(kind).lower()} mitigation.adapter_path={path}."
                 )
         optimizer = cfg["mitigation"].get("optimizer") or {}
+        for key in NUMERIC_OPTIMIZER_KEYS:
+            value = optimizer.get(key)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise UserError(
+                    f"mitigation.optimizer.{key}={value!r} is not a number; give e.g. "
+                    f"mitigation.optimizer.{key}=0.03."
+                )
         if not optimizer.get("_target_") or not optimizer.get("_partial_"):
             raise UserError(
                 f"mitigation.optimizer={optimizer} is not a Hydra partial target; give the class and "

@@ -26,6 +26,11 @@ WARNINGS = (
         "a resumed run writes into its own folder; no best-k checkpoints are kept",
     ),
     (
+        r"It is recommended to use `self.log\('val/(?!loss)",
+        "PossibleUserWarning",
+        "the validation probe runs on rank 0 alone, by design (training/module.py); val/loss syncs",
+    ),
+    (
         r"`is_gradient_checkpointing` is deprecated",
         "FutureWarning",
         "transformers 5 deprecation hit by peft's own code on every adapter",
