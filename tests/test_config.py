@@ -11,7 +11,12 @@ from omegaconf import OmegaConf
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 GROUPS = ("model", "dataset", "probe", "mitigation", "logger")
-REQUIRED_BY_CHOICE = {("model", "local"), ("dataset", "local")}  # these need a user-given path
+REQUIRED_BY_CHOICE = {  # these need a user-given path
+    ("model", "local"),
+    ("dataset", "local"),
+    ("dataset", "perez_sycophancy"),
+    ("dataset", "sycophancy_eval"),
+}
 
 
 def options(group: str) -> list[str]:

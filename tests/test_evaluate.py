@@ -95,15 +95,22 @@ def test_cli_writes_run_folder_and_reports_bad_input(tmp_path):
     assert {"config.yaml", "metrics.json", "examples.jsonl"} <= {p.name for p in run_dir.iterdir()}
     assert "alignment_wrong" in out.stdout
     assert (run_dir / "csv" / "metrics.csv").exists()
-    # a failing run leaves an earlier run's results untouched
+    # a second run into a finished run's folder is refused and leaves its results untouched
     before = (run_dir / "metrics.json").read_text()
     bad = run_script(
         "evaluate", "model=tiny-llama", "dataset=sst2", "dataset.data_dir=/nonexistent",
         "logger=none", f"hydra.run.dir={run_dir}",
     )  # fmt: skip
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert "/nonexistent" in bad.stderr
+    assert "already holds the results of another run" in bad.stderr
     assert (run_dir / "metrics.json").read_text() == before
+    assert not (run_dir / "error.txt").exists()
+    bad = run_script(
+        "evaluate", "model=tiny-llama", "dataset=sst2", "dataset.data_dir=/nonexistent",
+        "logger=none", f"hydra.run.dir={tmp_path / 'bad'}",
+    )  # fmt: skip
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "/nonexistent" in bad.stderr
 
 
 # --- scripted models: every metric worked out by hand -----------------------------------------------

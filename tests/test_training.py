@@ -289,10 +289,20 @@ def test_a_resumed_datamodule_draws_the_batches_of_the_epoch_it_resumes_at():
     lm = models.load_model(TINY["causal"])
 
     def batches(current_epoch: int, epochs: int) -> list[list[list[int]]]:
-        dm = distinct_datamodule(lm)
-        dm.trainer = SimpleNamespace(current_epoch=current_epoch, world_size=1, global_rank=0)
+        dm = distinct_datamodule(lm)  # two batches per epoch, one optimizer step each
+        dm.trainer = SimpleNamespace(
+            current_epoch=current_epoch,
+            global_step=2 * current_epoch,
+            accumulate_grad_batches=1,
+            world_size=1,
+            global_rank=0,
+        )
         sampler = dm.train_dataloader().batch_sampler
-        return [list(sampler) for _ in range(epochs)]
+        out = []
+        for _ in range(epochs):
+            out.append(list(sampler))
+            dm.trainer.global_step += 2
+        return out
 
     uninterrupted = batches(0, 3)
     assert uninterrupted[2] != uninterrupted[0]

@@ -44,6 +44,7 @@ class ModelSchema:
     autocast: bool = False  # bf16 autocast for a float32 model's scoring and generation
     chat_template: bool = False
     reuse_prefixes: bool = True
+    max_length: int | None = None  # input tokens the model takes; null: from its config (T5: 512)
     tiny: TinySchema | None = None
     gguf: GGUFSchema | None = None
 
@@ -243,7 +244,11 @@ POSITIVE = (
     "training.val_probe_limit",
     "probe.batch_size",
     "probe.max_new_tokens",
+    "mitigation.num_virtual_tokens",
+    "mitigation.r",
+    "mitigation.alpha",
 )
+CHOICES = {"probe.scoring": ("logprob", "generate")}  # keys with a closed set of values
 NON_NEGATIVE = ("probe.content_free_examples", "mitigation.k", "mitigation.warmup_steps")
 
 
@@ -309,6 +314,13 @@ def _check_ranges(cfg: dict) -> None:
                     + ("null means no limit. " if key.endswith("limit") else "")
                     + f"Set e.g. {key}={max(low, 1)}."
                 )
+    for key, allowed in CHOICES.items():
+        value = _lookup(cfg, key)
+        if value is not None and value not in allowed:
+            raise UserError(
+                f"Config key {key}={value!r} is not one of {', '.join(allowed)}; "
+                f"set e.g. {key}={allowed[0]}."
+            )
 
 
 def _check_trainer(trainer: Any) -> None:

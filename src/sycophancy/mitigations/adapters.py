@@ -9,16 +9,19 @@ alike. Seq2seq models pad on the right, so peft's own forward is already exact t
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, PromptTuningConfig, TaskType, get_peft_model
+from safetensors import safe_open
 
 from sycophancy.errors import UserError
 from sycophancy.mitigations.base import Monitor, TrainableMitigation
 from sycophancy.models import LoadedModel
+from sycophancy.models.fingerprint import check_fingerprint, read_fingerprint, write_fingerprint
 from sycophancy.schema import LoraSchema, PromptTuningSchema
 from sycophancy.scoring.prefixes import cache_keyword
 from sycophancy.training.module import AdapterModule
@@ -27,6 +30,7 @@ log = logging.getLogger(__name__)
 
 ADAPTER_KINDS = ("prompt_tuning", "lora")
 INITS = ("text", "vocab", "random")
+NUMERIC_OPTIMIZER_KEYS = ("lr", "weight_decay", "eps", "momentum")  # checked before the model loads
 
 
 def setting(mitigation: dict, key: str):
@@ -191,18 +195,58 @@ def save_adapter(lm: LoadedModel, path: str | Path) -> Path:
     """Write the adapter with peft's save_pretrained (adapter_config.json + weights)."""
     path = Path(path)
     peft_of(lm).save_pretrained(str(path))
+    write_fingerprint(lm, path)  # evaluate.py refuses to attach it to another model
+    return path
+
+
+def check_adapter_files(path: str | Path) -> Path:
+    """Refuse a missing or unreadable adapter folder before the model loads: adapter_config.json
+    must parse and the weights file's header must match its size."""
+    path = Path(path).expanduser()
+    config = path / "adapter_config.json"
+    if not config.is_file():
+        raise UserError(
+            f"No adapter at {str(path)!r} (adapter_config.json missing). Point "
+            "mitigation.adapter_path at the `adapter` folder a train.py run wrote."
+        )
+    weights = [
+        w for w in (path / "adapter_model.safetensors", path / "adapter_model.bin") if w.is_file()
+    ]
+    problem = None
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        problem = f"{config.name} is not valid JSON ({exc})"
+    if problem is None and not weights:
+        problem = "it holds no adapter_model.safetensors"
+    if problem is None and weights[0].suffix == ".safetensors":
+        try:
+            with safe_open(str(weights[0]), framework="pt") as handle:
+                for key in handle.keys():  # noqa: SIM118 (not iterable)
+                    handle.get_tensor(key)  # kilobytes
+        except Exception as exc:  # safetensors raises its own error types for a damaged file
+            problem = f"{weights[0].name} is damaged ({type(exc).__name__}: {exc})"
+    if problem is None:
+        read_fingerprint(path)  # refuses an unreadable base_model.json
+    if problem:
+        raise UserError(
+            f"The adapter at {path} cannot be read: {problem}. Copy the folder again from the "
+            "train.py run that wrote it, or train a new adapter."
+        )
     return path
 
 
 def attach_adapter(lm: LoadedModel, path: str | Path) -> LoadedModel:
     """Load a saved adapter onto a freshly loaded base model, for evaluation (not trainable)."""
-    path = Path(path).expanduser()
-    if not (path / "adapter_config.json").is_file():
+    path = check_adapter_files(path)
+    check_fingerprint(read_fingerprint(path), lm, "adapter", path)
+    try:
+        peft_model = PeftModel.from_pretrained(lm.model, str(path), is_trainable=False)
+    except (RuntimeError, ValueError, KeyError) as exc:  # shapes or modules of another model
         raise UserError(
-            f"No adapter at {str(path)!r} (adapter_config.json missing). Point "
-            "mitigation.adapter_path at the `adapter` folder a train.py run wrote."
-        )
-    peft_model = PeftModel.from_pretrained(lm.model, str(path), is_trainable=False)
+            f"The adapter at {path} does not fit model {lm.name!r} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:300]}). Load it with the model it was trained on."
+        ) from None
     peft_model.eval()
     return _wrap(peft_model, lm)
 
@@ -212,8 +256,28 @@ class Adapter(TrainableMitigation):
     from `mitigation.adapter_path`; `mitigation.system_prompt`, if set, stays a system turn."""
 
     def check(self, cfg: dict) -> None:
-        """The optimizer is a Hydra partial target, which training/module.py gives the parameters."""
+        """The optimizer is a Hydra partial target, which training/module.py gives the parameters;
+        a saved adapter to attach is readable."""
+        if cfg["mitigation"].get("adapter_path"):
+            path = check_adapter_files(cfg["mitigation"]["adapter_path"])
+            kind = json.loads((path / "adapter_config.json").read_text()).get("peft_type", "")
+            wanted = cfg["mitigation"].get("kind")
+            if str(kind).lower() in ADAPTER_KINDS and str(kind).lower() != wanted:
+                raise UserError(
+                    f"The adapter at {path} is a {str(kind).lower()} adapter, and "
+                    f"mitigation={cfg['mitigation'].get('name') or wanted} expects {wanted}: use "
+                    f"mitigation={str(kind).lower()} mitigation.adapter_path={path}."
+                )
         optimizer = cfg["mitigation"].get("optimizer") or {}
+        for key in NUMERIC_OPTIMIZER_KEYS:
+            value = optimizer.get(key)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise UserError(
+                    f"mitigation.optimizer.{key}={value!r} is not a number; give e.g. "
+                    f"mitigation.optimizer.{key}=0.03."
+                )
         if not optimizer.get("_target_") or not optimizer.get("_partial_"):
             raise UserError(
                 f"mitigation.optimizer={optimizer} is not a Hydra partial target; give the class and "
@@ -230,7 +294,9 @@ class Adapter(TrainableMitigation):
         """Add a fresh adapter (seeded by `seed`) and train only it; resumes from `ckpt_path`."""
         tuned = add_adapter(lm, cfg["mitigation"], int(cfg["seed"]))
         module = AdapterModule(tuned, cfg, monitor)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(
+            module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True
+        )
         return tuned
 
     def save(self, lm: LoadedModel, run_dir: Path) -> Path:

@@ -32,13 +32,21 @@ class InContext(SystemPrompt):
     draws = ("example", "run")
 
     def check(self, cfg: dict) -> None:
-        """Shots are drawn per example or once per run."""
+        """No adapter; shots drawn per example or once per run; k no larger than the pool it is
+        drawn from (when that size is set)."""
         super().check(cfg)
-        draw = cfg["mitigation"].get("shots_per", "example")
+        mitigation = cfg["mitigation"]
+        draw = mitigation.get("shots_per", "example")
         if draw not in self.draws:
             raise UserError(
                 f"mitigation.shots_per={draw!r} is not one of {', '.join(self.draws)}: `example` "
                 "draws k shots per example id, `run` one set for every example."
+            )
+        k, pool = int(mitigation.get("k") or 0), mitigation.get("pool_size")
+        if pool is not None and k > int(pool):
+            raise UserError(
+                f"mitigation.k={k} is larger than mitigation.pool_size={pool}, the train examples "
+                f"the shots are drawn from; give mitigation.k={min(int(pool), 8)} or fewer."
             )
 
     def context(self, cfg: dict, shots: Shots) -> Context:
@@ -54,12 +62,18 @@ class InContext(SystemPrompt):
                 "mitigation=icl needs in-context examples from the train split, and it is empty; "
                 "check the data set's train files or set mitigation.k=0."
             )
+        if k > len(pool):
+            raise UserError(
+                f"mitigation.k={k} asks for more in-context examples per prompt than the {len(pool)} "
+                "the train split offers (each prompt would hold the whole pool, and be long): "
+                f"give mitigation.k={min(len(pool), 8)} or fewer (a few shots are the usual setting)."
+            )
 
         per_run = mitigation.get("shots_per", "example") == "run"
 
         def context(example_id: str) -> PromptContext:
             rng = example_rng(data_seed, "" if per_run else example_id, "icl")
-            picked = rng.sample(pool, min(k, len(pool)))
+            picked = rng.sample(pool, k)
             return PromptContext(system=system, shots=[turn for shot in picked for turn in shot])
 
         return context

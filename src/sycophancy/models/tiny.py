@@ -29,7 +29,7 @@ def build_tiny(cfg: dict, dtype: torch.dtype = torch.float32) -> tuple[Any, Any]
     if family not in FAMILIES:
         raise UserError(f"model.family={family!r} is not one of {FAMILIES}; set it to one of them.")
     size = {**TINY_DEFAULTS, **(cfg.get("tiny") or {})}
-    tokenizer = ByT5Tokenizer()
+    tokenizer = ByT5Tokenizer(model_max_length=4096)  # bytes: the context scoring/limits.py checks
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(size["seed"]))
         build = _tiny_t5 if family == "seq2seq" else _tiny_llama

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -36,7 +37,17 @@ class SweepReport(Callback):
             f"Details in each job's {ERROR_FILE}; `python -m sycophancy.report {sweep_dir}` tabulates the rest."
         )
         print("\n".join(lines), file=sys.stderr)
-        sys.exit(1)
+        sys.exit(interrupted_code(failed) or 1)
+
+
+def interrupted_code(failed: list[tuple[Path, str]]) -> int | None:
+    """The exit code of an interrupted job among the failed ones (error.txt starts
+    "Interrupted (exit N): "), else None."""
+    for _, message in failed:
+        match = re.match(r"Interrupted \(exit (\d+)\)", message)
+        if match:
+            return int(match.group(1))
+    return None
 
 
 def write_sweep_report(config: DictConfig, sweep_dir: Path) -> dict[str, Path]:

@@ -17,13 +17,15 @@ from sycophancy.reporting.tables import render_tables
 from sycophancy.reporting.tracking import finish, flatten_metrics, log_examples, make_logger
 from sycophancy.runs.jobs import hydra_output_dir, join_main_folder, prepare, run_group, run_name
 from sycophancy.scoring import parallel
+from sycophancy.scoring.limits import set_max_length
 
 log = logging.getLogger(__name__)
 
 
 def load_lm(cfg: dict, mitigation: Mitigation) -> LoadedModel:
     """The model of the run as the mitigation presents it (e.g. a trained adapter attached)."""
-    return mitigation.wrap(cfg, models.load_model(cfg["model"]))
+    lm = set_max_length(models.load_model(cfg["model"]), cfg["model"].get("max_length"))
+    return mitigation.wrap(cfg, lm)
 
 
 def evaluate(cfg: DictConfig) -> float:

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sycophancy.errors import UserError
 from sycophancy.files import ERROR_FILE, write_text
+from sycophancy.runs.noise import quiet_third_party
 from sycophancy.schema import check_run_config
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,16 @@ def prepare(
         or Path("outputs") / time.strftime("%Y-%m-%d/%H-%M-%S")
     )
     if write:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain)))
+        refuse_finished_folder(run_dir)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / ERROR_FILE).unlink(missing_ok=True)  # a failed or interrupted run's, stale
+            write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain)))
+        except OSError as exc:
+            raise FolderInUse(
+                f"The run folder {run_dir} cannot be written ({exc.strerror or exc}). Give "
+                "output_dir=<a folder you can write> (or leave it unset: outputs/<date>/<time>)."
+            ) from None
     return plain, run_dir
 
 
@@ -82,6 +91,27 @@ def join_main_folder(own: Path | None, main: Path | None, rank: int) -> Path | N
     target = main / f".rank{rank}"
     os.replace(own, target)
     return target
+
+
+RESULTS = ("metrics.json", "examples.jsonl")  # a folder holding one of these is a finished run's
+
+
+class FolderInUse(UserError):
+    """The run folder holds another run's results or cannot be written (no error.txt there)."""
+
+    record = False
+
+
+def refuse_finished_folder(run_dir: Path) -> None:
+    """Refuse a run folder that already holds a finished run's results: two runs' files would mix
+    (a failed or interrupted run's folder may be reused, e.g. to resume into it)."""
+    found = [name for name in RESULTS if (run_dir / name).exists()]
+    if found:
+        raise FolderInUse(
+            f"output_dir={run_dir} already holds the results of another run ({', '.join(found)}); "
+            "a second run there would mix two runs' files. Give a new output_dir (or leave it "
+            "unset for a fresh timestamped folder), or delete that folder first."
+        )
 
 
 def run_group(cfg: dict) -> str | None:
@@ -106,9 +136,16 @@ def in_multirun() -> bool:
         return False
 
 
+INTERRUPTED = "Interrupted (exit {code}): "  # how error.txt starts for a job stopped by a signal
+_sweep_interrupted: list[int] = []  # exit codes of interrupted jobs of this process's multirun
+
+
 def record_failure(exc: BaseException, job_dir: Path) -> Path:
     """Write a failed job's error (a UserError's paragraph, else the traceback) to error.txt."""
-    if isinstance(exc, UserError):
+    code = getattr(exc, "exit_code", None)
+    if isinstance(exc, UserError) and code is not None:
+        text = INTERRUPTED.format(code=code) + f"{exc}\n"
+    elif isinstance(exc, UserError):
         text = f"UserError: {exc}\n"
     else:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -133,25 +170,42 @@ def _release_memory() -> None:
 def cli(main):
     """Entry-point wrapper: a failure prints one paragraph and exits non-zero, with no traceback.
 
-    A UserError exits with status 2, any other exception with 1; either way the run's folder gets an
+    A UserError exits with status 2 (an interrupted training run with 128 + the signal, 130 for
+    SIGINT, 143 for SIGTERM), any other exception with 1; either way the run's folder gets an
     `error.txt` (the paragraph, or the full traceback). In a multirun the failed job returns NaN and
-    the sweep goes on; `SweepReport` lists the failed jobs at the end.
+    the sweep goes on, unless a job was interrupted: the remaining jobs are then not run (each
+    records why) and `SweepReport` lists them and exits with the signal's code.
     """
 
     @functools.wraps(main)
     def wrapped(*args, **kwargs):
+        quiet_third_party()
         multirun = in_multirun()
         environment = dict(os.environ)  # restored after a multirun job (e.g. PL_GLOBAL_SEED)
         try:
+            if multirun and _sweep_interrupted:
+                raise UserError(
+                    "Not run: an earlier job of this sweep was interrupted, so the sweep stopped. "
+                    "Run the sweep again (finished jobs are in their folders; resume the "
+                    "interrupted one with its ckpt_path)."
+                )
             return main(*args, **kwargs)
+        except KeyboardInterrupt:
+            print(
+                "error: interrupted (Ctrl-C) outside training; nothing to resume.", file=sys.stderr
+            )
+            sys.exit(130)
         except Exception as exc:
+            code = getattr(exc, "exit_code", None)
             if multirun:
+                if code is not None:
+                    _sweep_interrupted.append(code)
                 return _job_failed(exc)
             path = _record_single_failure(exc, args[0] if args else None)
             where = f" (details in {path})" if path else ""
             if isinstance(exc, UserError):
                 print(f"error: {exc}{where}", file=sys.stderr)
-                sys.exit(2)
+                sys.exit(code if code is not None else 2)
             print(
                 f"error: the run failed with {type(exc).__name__}: {exc}. This is not a problem the "
                 f"run's checks could name; the traceback is in {path or 'the log above'}. Please "
@@ -174,7 +228,7 @@ def _record_single_failure(exc: BaseException, cfg) -> Path | None:
         folder = (cfg.get("output_dir") if cfg is not None else None) or hydra_output_dir()
     except Exception:  # a config too broken to read: the message alone must do
         folder = hydra_output_dir()
-    if folder is None:
+    if folder is None or not getattr(exc, "record", True):
         return None
     try:
         return record_failure(exc, Path(folder))
@@ -186,5 +240,6 @@ def _job_failed(exc: Exception) -> float:
     """Record a multirun job's failure in its folder and return NaN so the sweep continues."""
     job_dir = hydra_output_dir() or Path.cwd()
     path = record_failure(exc, job_dir)
-    log.error("job failed, the sweep goes on (%s): %s: %s", path, type(exc).__name__, exc)
+    goes = "the sweep stops" if _sweep_interrupted else "the sweep goes on"
+    log.error("job failed, %s (%s): %s: %s", goes, path, type(exc).__name__, exc)
     return float("nan")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import signal
 import time
 
 import lightning as L
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from sycophancy import models
@@ -21,7 +24,10 @@ from sycophancy.probes.registry import get_trainable_probe
 from sycophancy.reporting.summary import OPINION_ROWS, table
 from sycophancy.reporting.tracking import finish, flatten_metrics, log_examples, make_logger
 from sycophancy.runs.jobs import in_multirun, prepare, run_group, run_name
+from sycophancy.scoring.limits import set_max_length
 from sycophancy.training.batches import SycophancyDataModule, cell_counts
+from sycophancy.training.checkpoints import check_checkpoint_model, read_checkpoint
+from sycophancy.training.interrupt import Interruption
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +104,7 @@ def train(cfg: DictConfig) -> float:
     method = probe.check_training(plain)  # refuse bad settings before the model loads
     mitigation.check(plain)
     refuse_split_model(plain["model"])
+    resume = read_checkpoint(plain["ckpt_path"], plain) if plain.get("ckpt_path") else None
     seed = int(plain["seed"])
     name = f"{run_name(plain)}_seed{seed}"
     started = time.time()
@@ -106,15 +113,27 @@ def train(cfg: DictConfig) -> float:
     status = "failed"
     try:
         checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
-        trainer = instantiate(
-            OmegaConf.create(plain["trainer"]),
-            logger=logger if logger is not None else False,
-            callbacks=[checkpoints],
-            default_root_dir=str(run_dir),
-            use_distributed_sampler=False,  # BalancedSampler shards its batches across ranks itself
-        )
+        interruption = Interruption(
+            run_dir / "checkpoints"
+        )  # last.ckpt every epoch and on a signal
+        try:
+            trainer = instantiate(
+                OmegaConf.create(plain["trainer"]),
+                logger=logger if logger is not None else False,
+                callbacks=[interruption, checkpoints],
+                default_root_dir=str(run_dir),
+                use_distributed_sampler=False,  # BalancedSampler shards batches across ranks itself
+            )
+        except (MisconfigurationException, InstantiationException) as exc:  # e.g. a GPU it lacks
+            reason = str(exc.__cause__ or exc).strip().splitlines()[-1]
+            raise UserError(
+                f"The trainer settings cannot run here: {reason}. Pick settings this machine has, "
+                "e.g. trainer=cpu, or trainer.devices=1."
+            ) from None
         refuse_local_ddp_in_multirun(trainer)
-        lm = models.load_model(plain["model"])
+        lm = set_max_length(models.load_model(plain["model"]), plain["model"].get("max_length"))
+        if resume is not None:  # before the long "before" measurement
+            check_checkpoint_model(resume, lm, plain["ckpt_path"])
         context = mitigation.context(plain, probe.shots)
         if rank == 0:  # data-parallel workers only train; rank 0 measures and writes
             before = probe.measure(plain, lm, context)
@@ -131,7 +150,12 @@ def train(cfg: DictConfig) -> float:
             batches_per_epoch=training.get("batches_per_epoch"),
             seed=seed,
         )
-        tuned = mitigation.fit(plain, lm, trainer, datamodule, probe.monitor(plain, lm))
+        try:
+            tuned = mitigation.fit(plain, lm, trainer, datamodule, probe.monitor(plain, lm))
+        except SIGTERMException:  # Lightning stopped on SIGTERM during validation: exit 0 otherwise
+            raise interruption.interrupted(trainer, signal.SIGTERM) from None
+        if interruption.interrupted(trainer) is not None:  # a signal during the last validation
+            raise interruption.interrupted(trainer)
         if not trainer.is_global_zero:
             status = "success"
             return float("nan")

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from sycophancy.errors import UserError
 from sycophancy.models import LoadedModel
 from sycophancy.scoring import parallel, prefixes
+from sycophancy.scoring.limits import check_prompts
 from sycophancy.scoring.prefixes import PrefixRunner
 
 
@@ -51,6 +52,7 @@ def score_options(
     """
     if parallel.routed(lm):  # data-parallel share or bf16 autocast: parallel.py runs this call
         return parallel.score_options(lm, prompts, options, batch_size, progress)
+    check_prompts(lm, prompts, batch_size)  # context length and memory, before any work
     per_prompt = _broadcast_options(prompts, options)
     rows = _rows(lm, prompts, per_prompt)
     k = len(per_prompt[0]) if per_prompt else len(options)
@@ -112,6 +114,7 @@ def generate(
     """Greedy continuations of each prompt (new text only, surrounding whitespace stripped)."""
     if parallel.routed(lm):  # data-parallel share or bf16 autocast: parallel.py runs this call
         return parallel.generate(lm, prompts, max_new_tokens, batch_size, progress)
+    check_prompts(lm, prompts, batch_size, max_new_tokens)  # context length and memory
     contexts = prompt_ids(lm, prompts)
     texts = [""] * len(prompts)
     with _inference(lm.model), _bar(len(prompts), progress) as bar:

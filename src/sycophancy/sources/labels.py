@@ -37,7 +37,7 @@ def table_to_examples(table: Table, cfg: dict, split: str, origin: str) -> list[
     names, mapping = label_names(cfg), _label_map(cfg)
     drop = {_norm(v) for v in cfg.get("drop_labels") or []}
     raw_labels = table[cfg["label_field"]]
-    examples, bad = [], Counter()
+    examples, bad, empty = [], Counter(), []
     for i, raw in enumerate(raw_labels):
         key = _norm(raw)
         if key in drop:
@@ -47,9 +47,19 @@ def table_to_examples(table: Table, cfg: dict, split: str, origin: str) -> list[
             bad[key] += 1
             continue
         text = _render(cfg, {c: table[c][i] for c in columns})
+        if not str(text).strip():
+            empty.append(i)
+            continue
         examples.append(Example(f"{_name(cfg)}/{split}/{i}", text, label))
     if bad:
         raise _bad_labels(bad, names, cfg, origin)
+    if empty:
+        raise UserError(
+            f"dataset {_name(cfg)}: {origin} has {len(empty)} rows whose text is empty (rows "
+            f"{', '.join(map(str, empty[:5]))}{', ...' if len(empty) > 5 else ''}, counted from 0 "
+            "after the header): a model answering an empty text measures nothing. Remove those "
+            "rows or fix dataset.text_fields / dataset.text_template."
+        )
     return examples
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import lightning as L
 import numpy as np
@@ -46,6 +46,9 @@ def balanced_batches(
 class BalancedSampler(Sampler):
     """Yields balanced index batches; a new draw every epoch (seed + epoch), starting at `epoch`.
 
+    `position()`, if given, says at each iteration which (epoch, batches already trained in it) to
+    start from, so a run resumed mid-epoch continues with the very batches an uninterrupted run draws.
+
     Under data parallelism every rank draws the same epoch and keeps every `num_replicas`-th batch from
     its `rank`, so the ranks see disjoint batches and the same number of steps (the epoch's batch count
     is rounded up to a multiple of `num_replicas`).
@@ -60,6 +63,7 @@ class BalancedSampler(Sampler):
         num_replicas: int = 1,
         rank: int = 0,
         epoch: int = 0,
+        position: Callable[[], tuple[int, int]] | None = None,
     ):
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} outside 0..{num_replicas - 1}")
@@ -67,13 +71,17 @@ class BalancedSampler(Sampler):
         self.num_replicas, self.rank = num_replicas, rank
         self.n_batches = -(-n_batches // num_replicas) * num_replicas  # whole rounds of ranks
         self.epoch = int(epoch)
+        self.position = position
 
     def __iter__(self) -> Iterator[list[int]]:
+        skip = 0
+        if self.position is not None:
+            self.epoch, skip = self.position()
         batches = balanced_batches(
             self.cells, self.batch_size, self.n_batches, self.seed + self.epoch
         )
         self.epoch += 1
-        return iter(batches[self.rank :: self.num_replicas])
+        return iter(batches[self.rank :: self.num_replicas][skip:])
 
     def __len__(self) -> int:
         return self.n_batches // self.num_replicas
@@ -144,7 +152,22 @@ class SycophancyDataModule(L.LightningDataModule):
         sampler = BalancedSampler(
             cells, self.batch_size, self.batches_per_epoch, self.seed, replicas, rank, self.epoch()
         )
-        return DataLoader(self.train_rows, batch_sampler=sampler, collate_fn=self._collate)
+        if getattr(self, "trainer", None) is not None:
+            sampler.position = lambda: self.position(len(sampler))
+        # its own generator: iterating must not draw from the global RNG that dropout reads
+        return DataLoader(
+            self.train_rows,
+            batch_sampler=sampler,
+            collate_fn=self._collate,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+
+    def position(self, steps_per_epoch: int) -> tuple[int, int]:
+        """(epoch, batches of it already trained) from the trainer's optimizer step: every epoch has
+        `steps_per_epoch` batches, so a run resumed mid-epoch (or from an epoch's end, where
+        Lightning's epoch counter still reads the finished epoch) skips exactly what was trained."""
+        batches = int(self.trainer.global_step) * int(self.trainer.accumulate_grad_batches)
+        return divmod(batches, max(steps_per_epoch, 1))
 
     def replicas(self) -> tuple[int, int]:
         """(world size, global rank) of the attached trainer; (1, 0) without one."""

@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
+from sycophancy.errors import UserError
 from sycophancy.metrics.table import metric_names
+from sycophancy.models.fingerprint import check_fingerprint, fingerprint
 
 MONITORED = metric_names(monitored=True)  # logged as val/<metric> after each validation epoch
 
@@ -98,3 +100,20 @@ class AdapterModule(L.LightningModule):
         """Drop the frozen base from the checkpoint: kilobytes instead of the whole model."""
         keep = {name for name, p in self.named_parameters() if p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in self.state_dict().items() if k in keep}
+        checkpoint["base_model"] = fingerprint(self.lm)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Refuse a checkpoint of another model or adapter (strict_loading is off: a mismatch would
+        silently load nothing)."""
+        check_fingerprint(checkpoint.get("base_model"), self.lm, "checkpoint", "ckpt_path")
+        keep = {name: p.shape for name, p in self.named_parameters() if p.requires_grad}
+        saved = checkpoint.get("state_dict", {})
+        wrong = sorted(set(keep) ^ set(saved)) or [
+            k for k in keep if tuple(saved[k].shape) != tuple(keep[k])
+        ]
+        if wrong:
+            raise UserError(
+                f"The checkpoint's adapter tensors do not match this run's adapter ({wrong[0]} "
+                f"and {len(wrong) - 1} more differ): it was trained with another mitigation or "
+                "model. Resume with the settings it was trained with, or start without ckpt_path."
+            )
