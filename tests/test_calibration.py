@@ -314,7 +314,7 @@ def test_are_you_sure_groups_match_their_gold_letters():
 
 def test_are_you_sure_group_with_one_answer_letter_is_refused():
     groups = ["first/k=4"] * 8
-    with pytest.raises(UserError, match="same letter"):
+    with pytest.raises(UserError, match="has its answer at the same option"):
         decide_by_group(FOUR_CHOICE, groups, "balanced", [2] * 8)
     assert decide_by_group(FOUR_CHOICE, groups, "none", [2] * 8)[0] == [0] * 8
 

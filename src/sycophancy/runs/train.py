@@ -9,7 +9,6 @@ import time
 import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
@@ -112,15 +111,15 @@ def train(cfg: DictConfig) -> float:
     logger = make_logger(plain.get("logger"), run_dir, name, run_group(plain))
     status = "failed"
     try:
-        checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
-        interruption = Interruption(
-            run_dir / "checkpoints"
-        )  # last.ckpt every epoch and on a signal
+        # the one checkpoint writer: last.ckpt after every epoch and on a signal (a ModelCheckpoint
+        # beside it would find that file and write last-v1.ckpt at the end)
+        interruption = Interruption(run_dir / "checkpoints")
         try:
             trainer = instantiate(
                 OmegaConf.create(plain["trainer"]),
                 logger=logger if logger is not None else False,
-                callbacks=[interruption, checkpoints],
+                callbacks=[interruption],
+                enable_checkpointing=False,  # no default ModelCheckpoint either
                 default_root_dir=str(run_dir),
                 use_distributed_sampler=False,  # BalancedSampler shards batches across ranks itself
             )
@@ -177,7 +176,7 @@ def train(cfg: DictConfig) -> float:
                 "items": len(data.items),
                 "steps": int(trainer.global_step),
                 "adapter": str(saved),
-                "checkpoint": checkpoints.last_model_path or None,
+                "checkpoint": str(interruption.path) if interruption.path.is_file() else None,
             },
             "wall_time_s": round(time.time() - started, 2),
         }
