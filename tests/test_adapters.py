@@ -44,6 +44,11 @@ def test_save_and_reload_give_identical_scores(tmp_path, family, kind):
     tuned = perturbed(tiny(family), mitigation)
     before = scoring.score_options(tuned, PROMPTS, OPTIONS)
     adapters.save_adapter(tuned, tmp_path / "adapter")
+    # every file readable by collaborators, as the umask says (safetensors alone writes 0600)
+    from sycophancy.files import FILE_MODE
+
+    modes = {f.name: f.stat().st_mode & 0o777 for f in (tmp_path / "adapter").iterdir()}
+    assert set(modes.values()) == {FILE_MODE}, modes
     reloaded = adapters.attach_adapter(tiny(family), tmp_path / "adapter")
     after = scoring.score_options(reloaded, PROMPTS, OPTIONS)
     np.testing.assert_array_equal(before, after)

@@ -123,6 +123,9 @@ def test_save_and_load_round_trip_and_a_foreign_vector_is_refused(tmp_path, lm):
     info = {"model": lm.name, "hidden_size": steering.hidden_size(lm.model), "layers": [1]}
     path = steering.save_vectors(tmp_path / steering.VECTOR_FILE, vectors, info)
     assert path.stat().st_size < 4096  # kilobytes
+    from sycophancy.files import FILE_MODE
+
+    assert path.stat().st_mode & 0o777 == FILE_MODE  # readable as the umask says, not 0600
     loaded, read_info = steering.load_vectors(tmp_path)  # the run folder works too
     assert read_info == info and torch.equal(loaded[1], vectors[1])
     assert steering.matching(lm, loaded, read_info, mitigation(), path) is loaded

@@ -51,6 +51,15 @@ def write_text(path: str | Path, text: str) -> Path:
     return path
 
 
+def ordinary_mode(path: str | Path) -> Path:
+    """Give a file another library wrote (or every file in a folder) the mode an ordinary new
+    file gets under the umask: safetensors writes its files 0600, unreadable to collaborators."""
+    path = Path(path)
+    for file in [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]:
+        os.chmod(file, FILE_MODE)
+    return path
+
+
 def write_json(path: str | Path, data) -> Path:
     """Write a JSON document atomically (NaN written as null)."""
     return write_text(path, json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")

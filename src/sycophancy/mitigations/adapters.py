@@ -19,6 +19,7 @@ from peft import LoraConfig, PeftModel, PromptTuningConfig, TaskType, get_peft_m
 from safetensors import safe_open
 
 from sycophancy.errors import UserError
+from sycophancy.files import ordinary_mode
 from sycophancy.mitigations.base import Monitor, TrainableMitigation
 from sycophancy.models import LoadedModel
 from sycophancy.models.fingerprint import check_fingerprint, read_fingerprint, write_fingerprint
@@ -196,7 +197,7 @@ def save_adapter(lm: LoadedModel, path: str | Path) -> Path:
     path = Path(path)
     peft_of(lm).save_pretrained(str(path))
     write_fingerprint(lm, path)  # evaluate.py refuses to attach it to another model
-    return path
+    return ordinary_mode(path)
 
 
 def check_adapter_files(path: str | Path) -> Path:

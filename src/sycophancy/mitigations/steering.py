@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, safe_open, save_file
 
 from sycophancy.errors import UserError
+from sycophancy.files import ordinary_mode
 from sycophancy.mitigations.base import Monitor, TrainableMitigation
 from sycophancy.models import LoadedModel
 from sycophancy.records import TrainItem
@@ -290,7 +291,7 @@ def save_vectors(path: Path, vectors: dict[int, torch.Tensor], info: dict) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"layer.{i}": v.detach().float().contiguous().cpu() for i, v in vectors.items()}
     save_file(tensors, str(path), metadata={"steering": json.dumps(info, sort_keys=True)})
-    return path
+    return ordinary_mode(path)
 
 
 def load_vectors(path: str | Path) -> tuple[dict[int, torch.Tensor], dict]:
