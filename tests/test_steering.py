@@ -248,5 +248,6 @@ def test_embedded_model_fits_a_vector_and_multiplier_zero_is_exact(tmp_path, dat
         "mitigation.layer=10",
         f"mitigation.vector_path={tmp_path / 'fit'}",
     ]
-    assert scores("zero", *steer, "mitigation.multiplier=0") == scores("none")
-    assert scores("eight", *steer, "mitigation.multiplier=8") != scores("none")
+    untouched = scores("none")  # one run folder per run: a finished one is not reused
+    assert scores("zero", *steer, "mitigation.multiplier=0") == untouched
+    assert scores("eight", *steer, "mitigation.multiplier=8") != untouched
