@@ -160,3 +160,24 @@ def test_steered_models_reuse_prefixes_unless_each_calls_last_token_is_steered(
         dataclasses.replace(steered, reuse_prefixes=False), prompts, ["a", "b"], 4
     )
     assert np.abs(score_options(steered, prompts, ["a", "b"], 4) - whole).max() < 2e-5
+
+
+@pytest.mark.parametrize("kind", ["none", "prompt_tuning"])
+def test_the_output_head_gets_a_contiguous_input_and_its_hooks_are_removed(kind):
+    # logits_to_keep hands lm_head a strided slice; with frozen bf16 weights (every peft model) a
+    # linear layer on such a slice takes a batched-matmul path on CPU that is ~400x slower
+    from sycophancy.scoring.forward import _output_heads
+
+    lm = load_model(model_cfg("tiny-llama"))
+    if kind == "prompt_tuning":
+        mitigation = OmegaConf.to_container(OmegaConf.load(CONF / "mitigation" / f"{kind}.yaml"))
+        lm = add_adapter(lm, mitigation, seed=0)  # the base is frozen, the head behind a wrapper
+    (head,) = _output_heads(lm.model)
+    seen = []
+    hook = head.register_forward_hook(lambda _m, args, _out: seen.append(args[0].is_contiguous()))
+    try:
+        score_options(lm, probe_like_prompts(2), ["positive", "negative"], batch_size=4)
+    finally:
+        hook.remove()
+    assert seen and all(seen)
+    assert not head._forward_pre_hooks  # scoring's own hook is gone
