@@ -51,7 +51,7 @@ def score_options(
     share a first token with some others are told apart by teacher forcing along their branch.
     """
     if parallel.routed(lm):  # data-parallel share or bf16 autocast: parallel.py runs this call
-        return parallel.score_options(lm, prompts, options, batch_size, progress)
+        return parallel.score_options(score_options, lm, prompts, options, batch_size, progress)
     check_prompts(lm, prompts, batch_size)  # context length and memory, before any work
     per_prompt = _broadcast_options(prompts, options)
     rows = _rows(lm, prompts, per_prompt)
@@ -113,7 +113,7 @@ def generate(
 ) -> list[str]:
     """Greedy continuations of each prompt (new text only, surrounding whitespace stripped)."""
     if parallel.routed(lm):  # data-parallel share or bf16 autocast: parallel.py runs this call
-        return parallel.generate(lm, prompts, max_new_tokens, batch_size, progress)
+        return parallel.generate(generate, lm, prompts, max_new_tokens, batch_size, progress)
     check_prompts(lm, prompts, batch_size, max_new_tokens)  # context length and memory
     contexts = prompt_ids(lm, prompts)
     texts = [""] * len(prompts)

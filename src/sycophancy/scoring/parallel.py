@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -78,20 +78,19 @@ def routed(lm: LoadedModel) -> bool:
 
 
 def score_options(
+    score: Callable[..., np.ndarray],
     lm: LoadedModel,
     prompts: list[str],
     options: Sequence[Sequence[str]] | Sequence[str],
     batch_size: int = 16,
     progress: str | None = None,
 ) -> np.ndarray:
-    """forward.score_options on this process's share of the prompts; all shares gathered."""
-    from sycophancy.scoring import forward
-
+    """`score` (forward.score_options) on this process's share of the prompts; shares gathered."""
     world = _world.get()
     flat = bool(options) and all(isinstance(o, str) for o in options)
     if world is None or (not flat and len(options) != len(prompts)):
         with _local(lm):  # one process, or a call forward refuses identically on every rank
-            return forward.score_options(lm, prompts, options, batch_size, progress)
+            return score(lm, prompts, options, batch_size, progress)
     k = len(options) if flat else (len(options[0]) if options else 0)
     mine = shard(prompts, world.size, world.rank)
     my_options = options if flat else shard(options, world.size, world.rank)
@@ -100,31 +99,30 @@ def score_options(
         if not mine:
             return np.zeros((0, k), dtype=np.float32)
         label = progress if world.main else None
-        return forward.score_options(lm, mine, my_options, batch_size, label)
+        return score(lm, mine, my_options, batch_size, label)
 
     parts = _gather(world, lm, run, ("score", prompts, options, batch_size))
     return merge_scores(parts, k)
 
 
 def generate(
+    generate_texts: Callable[..., list[str]],
     lm: LoadedModel,
     prompts: list[str],
     max_new_tokens: int = 16,
     batch_size: int = 8,
     progress: str | None = None,
 ) -> list[str]:
-    """forward.generate on this process's share of the prompts; all shares gathered."""
-    from sycophancy.scoring import forward
-
+    """`generate_texts` (forward.generate) on this process's share of the prompts; shares gathered."""
     world = _world.get()
     if world is None:
         with _local(lm):
-            return forward.generate(lm, prompts, max_new_tokens, batch_size, progress)
+            return generate_texts(lm, prompts, max_new_tokens, batch_size, progress)
     mine = shard(prompts, world.size, world.rank)
 
     def run() -> list[str]:
         label = progress if world.main else None
-        return forward.generate(lm, mine, max_new_tokens, batch_size, label) if mine else []
+        return generate_texts(lm, mine, max_new_tokens, batch_size, label) if mine else []
 
     return merge(_gather(world, lm, run, ("generate", prompts, max_new_tokens, batch_size)))
 
