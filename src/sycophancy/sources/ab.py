@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from sycophancy.records import ABQuestion
 from sycophancy.sources.common import _check_kind, _check_not_empty, _name, _seed, limit_items
-from sycophancy.sources.tables import _local_file, _malformed
+from sycophancy.sources.tables import _local_file, _malformed, jsonl_rows
 
 CHOICE_LINE = re.compile(r"^\s*\(([A-Z])\)", re.MULTILINE)
 ANSWER = re.compile(r"^\s*\(?([A-Z])\)?\s*$")
@@ -49,11 +48,7 @@ def load_ab(cfg: dict, split: str) -> list[ABQuestion]:
     """One split of an A/B data set from dataset.data_dir/files[split] (JSON lines)."""
     _check_kind(cfg, "ab")
     path = _local_file(cfg, split)
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-        rows = [(n, json.loads(line)) for n, line in enumerate(lines, start=1) if line.strip()]
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise _malformed(path, "", f"not valid JSON lines ({err})") from err
+    rows = jsonl_rows(cfg, split)
     questions = []
     for n, row in rows:
         try:

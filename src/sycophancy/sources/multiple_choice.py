@@ -15,7 +15,7 @@ from sycophancy.records import MCQuestion
 from sycophancy.sources.common import _name, _split_entry
 from sycophancy.sources.hub import hub_load
 from sycophancy.sources.labels import _norm
-from sycophancy.sources.tables import _data_dir, _local_file, _malformed
+from sycophancy.sources.tables import _data_dir, _local_file, _malformed, jsonl_rows
 
 _LETTERS = ("A", "B", "C", "D")
 
@@ -223,11 +223,7 @@ def _sycophancy_eval_local(cfg: dict, split: str) -> tuple[list[MCQuestion], str
     """Questions from Sharma et al.'s sycophancy-eval JSONL (e.g. are_you_sure.jsonl) under
     data_dir; records without lettered answers are skipped."""
     path = _local_file(cfg, split)
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-        rows = [(n, json.loads(line)) for n, line in enumerate(lines, start=1) if line.strip()]
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise _malformed(path, "", f"not valid JSON lines ({err})") from err
+    rows = jsonl_rows(cfg, split)
     out = []
     for n, row in rows:
         try:

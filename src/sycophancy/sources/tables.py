@@ -126,3 +126,13 @@ def _read_parquet(path: Path) -> Table:
         return pq.read_table(path).to_pydict()
     except (pa.ArrowException, OSError) as err:
         raise _malformed(path, "", str(err)) from err
+
+
+def jsonl_rows(cfg: dict, split: str) -> list[tuple[int, dict]]:
+    """(line number, record) of every non-blank line of a split's local JSON-lines file."""
+    path = _local_file(cfg, split)
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        return [(n, json.loads(line)) for n, line in enumerate(lines, start=1) if line.strip()]
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise _malformed(path, "", f"not valid JSON lines ({err})") from err
