@@ -7,13 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from sycophancy.mitigations.adapters import add_adapter
 from sycophancy.models import load_model
 from sycophancy.scoring import score_options
+from sycophancy.scoring import forward
 from sycophancy.scoring.forward import _prefix_runner
-from sycophancy.scoring.prefixes import Group, common_length, plan
+from sycophancy.scoring.prefixes import Group, common_length, pack, plan
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 BIO = "Hello, my name is {}. I am a professor of {}."
@@ -61,7 +63,20 @@ def test_plan_leaves_each_row_the_positions_it_reads():
     rows = [[5, 5, 5, 5, 5, 1], [5, 5, 5, 5, 5, 2]]
     layout = plan(rows, tails=[3, 1], batch_size=4, min_shared=1)
     # the common prefix is 5 tokens, but row 0 reads its last 3 positions: prefix at most 6 - 3
-    assert layout.shared == 3 and layout.batches == [[Group(3, (0, 1))]]
+    assert layout.shared == 3
+    assert sorted(g.rows for b in layout.batches for g in b) == [(0,), (1,)]
+    assert {g.prefix for b in layout.batches for g in b} == {3}
+
+
+def test_plan_groups_on_the_longest_prefix_not_on_a_shorter_one_more_rows_share():
+    # two examples whose biographies start alike ([7, 7, 7, 7, 7]: the same name), three
+    # conditions each: one group per example on its whole biography, not one on the name
+    bios = [[1] + [7] * 5 + [10 + e] * 6 for e in range(2)]
+    rows = [bio + opinion + [30, 31] for bio in bios for opinion in ([], [40, 41], [40, 42])]
+    layout = plan(rows, tails=[1] * 6, batch_size=8, min_shared=4)
+    groups = sorted((g.rows, g.prefix) for b in layout.batches for g in b)
+    assert [sorted(rows) for rows, _ in groups] == [[0, 1, 2], [3, 4, 5]]
+    assert {prefix for _, prefix in groups} == {12}
 
 
 def test_plan_splits_groups_into_batches_and_covers_every_row_once():
@@ -70,6 +85,39 @@ def test_plan_splits_groups_into_batches_and_covers_every_row_once():
     assert all(sum(len(g.rows) for g in b) <= 2 for b in layout.batches)
     assert sorted(r for b in layout.batches for g in b for r in g.rows) == list(range(8))
     assert {g.prefix for b in layout.batches for g in b if 0 in g.rows or 1 in g.rows} == {10}
+
+
+def test_pack_lays_each_group_out_as_one_tree_attention_sequence():
+    # global prefix [1, 2]; group 0 shares [3, 4] and has rows 0 and 1; group 1 is row 2 alone
+    rows = [[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 7, 8, 9], [1, 2, 10]]
+    groups = [Group(4, (0, 1)), Group(2, (2,))]
+    packed = pack(rows, groups, shared_tokens=2, shared_len=2, keep=1, pad=0)
+    # head of 2 (the group prefix), slot 0 of width 2, slot 1 of width 3; each slot left-padded
+    assert packed.ids.tolist() == [[3, 4, 5, 6, 7, 8, 9], [0, 0, 0, 10, 0, 0, 0]]
+    assert packed.positions.tolist() == [[2, 3, 4, 5, 4, 5, 6], [0, 0, 0, 2, 0, 0, 0]]
+    assert packed.real.tolist()[1] == [False, False, False, True, False, False, False]
+    assert packed.reads.tolist() == [3, 6]  # each slot's last place, the same in every group
+    one, o = 1, 0
+    assert packed.allowed[0].int().tolist() == [
+        [one, o, o, o, o, o, o],  # 3: the group prefix, causally
+        [one, one, o, o, o, o, o],  # 4
+        [one, one, one, o, o, o, o],  # 5: prefix and its own slot
+        [one, one, one, one, o, o, o],  # 6
+        [one, one, o, o, one, o, o],  # 7: prefix, not row 0's slot
+        [one, one, o, o, one, one, o],  # 8
+        [one, one, o, o, one, one, one],  # 9
+    ]
+    # padding attends only to itself (no empty softmax row); the lone row to itself only
+    assert packed.allowed[1].int().tolist() == [
+        [one if q == k else o for k in range(7)] for q in range(7)
+    ]
+
+
+def test_pack_reads_the_last_keep_places_of_each_slot():
+    rows = [[1, 5, 6, 7], [1, 8, 9]]
+    packed = pack(rows, [Group(1, (0, 1))], shared_tokens=1, shared_len=1, keep=2)
+    assert packed.ids.tolist() == [[5, 6, 7, 8, 9]]
+    assert packed.reads.tolist() == [1, 2, 3, 4]  # slot 0 ends at place 2, slot 1 at place 4
 
 
 def test_plan_of_nothing_and_common_length():
@@ -166,13 +214,13 @@ def test_steered_models_reuse_prefixes_unless_each_calls_last_token_is_steered(
 def test_the_output_head_gets_a_contiguous_input_and_its_hooks_are_removed(kind):
     # logits_to_keep hands lm_head a strided slice; with frozen bf16 weights (every peft model) a
     # linear layer on such a slice takes a batched-matmul path on CPU that is ~400x slower
-    from sycophancy.scoring.forward import _output_heads
+    from sycophancy.models.compute import output_heads
 
     lm = load_model(model_cfg("tiny-llama"))
     if kind == "prompt_tuning":
         mitigation = OmegaConf.to_container(OmegaConf.load(CONF / "mitigation" / f"{kind}.yaml"))
         lm = add_adapter(lm, mitigation, seed=0)  # the base is frozen, the head behind a wrapper
-    (head,) = _output_heads(lm.model)
+    (head,) = output_heads(lm.model)
     seen = []
     hook = head.register_forward_hook(lambda _m, args, _out: seen.append(args[0].is_contiguous()))
     try:
@@ -181,3 +229,18 @@ def test_the_output_head_gets_a_contiguous_input_and_its_hooks_are_removed(kind)
         hook.remove()
     assert seen and all(seen)
     assert not head._forward_pre_hooks  # scoring's own hook is gone
+
+
+def test_an_additive_mask_and_a_boolean_mask_give_the_same_scores(llama):
+    # additive (the model's dtype) is the fast CPU path; boolean is what autocast gets
+    prompts = probe_like_prompts(3)
+    rows = forward._rows(llama, prompts, [["positive", "negative"]] * len(prompts))
+    scores = {}
+    for dtype in (torch.float32, torch.bool):
+        runner = _prefix_runner(llama)
+        runner.mask_dtype = dtype
+        with forward._inference(llama.model):
+            scores[dtype] = np.concatenate(
+                [s for _, s in forward._scored_batches(llama, rows, 4, runner)]
+            )
+    assert np.abs(scores[torch.float32] - scores[torch.bool]).max() < 1e-5

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from sycophancy.errors import UserError
 from sycophancy.models import LoadedModel
+from sycophancy.models.compute import compute_dtype, contiguous_head_inputs
 from sycophancy.scoring import parallel, prefixes
 from sycophancy.scoring.limits import check_prompts
 from sycophancy.scoring.prefixes import PrefixRunner
@@ -101,7 +102,8 @@ def _prefix_runner(lm: LoadedModel) -> PrefixRunner | None:
     keyword = prefixes.cache_keyword(lm.model)
     if keyword is None:
         return None
-    return PrefixRunner(lm.model, pad_id(lm.tokenizer), _device(lm.model), keyword)
+    mask_dtype = torch.bool if lm.autocast else compute_dtype(lm.model)  # autocast: q/k/v not in it
+    return PrefixRunner(lm.model, pad_id(lm.tokenizer), _device(lm.model), keyword, mask_dtype)
 
 
 def generate(
@@ -349,33 +351,12 @@ def _inference(model: Any) -> Iterator[None]:
     """Run in eval mode under torch.inference_mode, restoring every submodule's mode after."""
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
-    hooks = [head.register_forward_pre_hook(_contiguous) for head in _output_heads(model)]
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), contiguous_head_inputs(model):
             yield
     finally:
-        for hook in hooks:
-            hook.remove()
         for module, training in modes:
             module.training = training
-
-
-def _output_heads(model: Any) -> list[Any]:
-    """The output projections (lm_head) of the model and of any model it wraps."""
-    heads: dict[int, Any] = {}
-    for module in model.modules():
-        get = getattr(type(module), "get_output_embeddings", None)
-        head = get(module) if callable(get) else None
-        if isinstance(head, torch.nn.Module):
-            heads[id(head)] = head
-    return list(heads.values())
-
-
-def _contiguous(_module: Any, args: tuple) -> tuple:
-    """The head's input made contiguous: `logits_to_keep` hands it a strided slice, and a linear
-    layer with frozen (requires_grad=False) bf16 weights on such a slice takes a batched-matmul
-    path on CPU that copies the weight per row (~400x slower; every peft model is frozen)."""
-    return tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args)
 
 
 @contextmanager

@@ -21,6 +21,9 @@ import torch
 MIN_SHARED = (
     4  # rows join a group when they share at least this many tokens beyond the global prefix
 )
+GROUP_ROWS = (
+    8  # most rows packed in one sequence (its attention grows with the square of its length)
+)
 
 
 @dataclass(frozen=True)
@@ -68,15 +71,12 @@ def plan(
     ]  # longest prefix a row allows
     first, last = contexts[order[0]], contexts[order[-1]]
     shared = max(0, min(common_length(first, last), min(room)))  # lexicographic ends bound the LCP
-    groups: list[Group] = []
-    run = [order[0]]
-    for a, b in zip(order, order[1:], strict=False):
-        if common_length(contexts[a], contexts[b]) >= shared + min_shared:
-            run.append(b)
-        else:
-            groups += _split(_group(contexts, room, run, shared), batch_size)
-            run = [b]
-    groups += _split(_group(contexts, room, run, shared), batch_size)
+    reach = [  # how far consecutive rows (in sorted order) may share a prefix
+        min(common_length(contexts[x], contexts[y]), room[x], room[y])
+        for x, y in zip(order, order[1:], strict=False)
+    ]
+    rows = _Rows(order, reach, shared, min_shared, min(batch_size, GROUP_ROWS))
+    groups = rows.best(0, len(order) - 1)[0]
     width = {id(g): max(len(contexts[r]) - g.prefix for r in g.rows) for g in groups}
     groups.sort(key=lambda g: -width[id(g)])
     batches: list[list[Group]] = []
@@ -90,20 +90,35 @@ def plan(
     return Plan(shared, batches)
 
 
-def _group(
-    contexts: Sequence[Sequence[int]], room: list[int], rows: list[int], shared: int
-) -> Group:
-    """One group of lexicographically consecutive rows and the prefix they all share."""
-    if len(rows) == 1:
-        return Group(shared, tuple(rows))  # a lone row gains nothing from a prefix of its own
-    prefix = common_length(contexts[rows[0]], contexts[rows[-1]])
-    return Group(max(shared, min([prefix] + [room[r] for r in rows])), tuple(rows))
+@dataclass(frozen=True)
+class _Rows:
+    """Rows in sorted order and how far each shares a prefix with the next, for grouping."""
 
+    order: list[int]
+    reach: list[int]  # reach[i]: tokens order[i] and order[i + 1] share (within both rows' room)
+    shared: int
+    min_shared: int
+    most: int  # rows per group at most
 
-def _split(group: Group, batch_size: int) -> list[Group]:
-    """A group cut into chunks that fit a batch (each chunk computes the prefix again)."""
-    rows = group.rows
-    return [Group(group.prefix, rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)]
+    def best(self, lo: int, hi: int) -> tuple[list[Group], int]:
+        """The grouping of sorted rows lo..hi that computes the fewest prefix tokens, and how many
+        it saves: the whole span as one group on the prefix it shares, or the span cut where that
+        prefix ends (each part grouped on its own longer prefix), whichever saves more."""
+        if lo == hi:
+            return [Group(self.shared, (self.order[lo],))], 0
+        common = min(self.reach[lo:hi])
+        parts, saved = [], 0
+        start = lo
+        for i in range(lo, hi + 1):
+            if i == hi or self.reach[i] == common:
+                groups, part_saved = self.best(start, i)
+                parts, saved, start = parts + groups, saved + part_saved, i + 1
+        rows = tuple(self.order[lo : hi + 1])
+        chunks = [rows[i : i + self.most] for i in range(0, len(rows), self.most)]
+        whole = sum(len(c) - 1 for c in chunks) * (common - self.shared)
+        if common - self.shared < self.min_shared or saved >= whole:
+            return parts, saved
+        return [Group(common, c) for c in chunks], whole
 
 
 # ---------------------------------------------------------------- running a plan
@@ -134,10 +149,12 @@ def _wrapped(model: Any) -> Any:
 
 
 class PrefixRunner:
-    """Runs the batches of a plan on one causal model, reusing the global prefix's cache."""
+    """Runs the batches of a plan on one causal model: the global prefix's cache is computed once,
+    and each batch is one forward in which every group is one packed sequence (see `pack`)."""
 
-    def __init__(self, model: Any, pad: int, device: Any, keyword: str):
+    def __init__(self, model: Any, pad: int, device: Any, keyword: str, mask_dtype: Any):
         self.model, self.pad, self.device, self.keyword = model, pad, device, keyword
+        self.mask_dtype = mask_dtype  # a float dtype: additive mask (fastest on CPU); bool: boolean
         self.shared_kv: list[tuple[Any, Any]] | None = None
         self.shared_tokens = 0  # tokens of the rows the global prefix covers
         self.shared_len = 0  # positions it fills in the cache (a soft prompt adds its own)
@@ -160,29 +177,31 @@ class PrefixRunner:
         self, contexts: Sequence[Sequence[int]], groups: list[Group], keep: int
     ) -> torch.Tensor:
         """[rows, keep, vocab] logits of the last `keep` positions of each row of the batch, rows in
-        group order."""
-        n_groups = len(groups)
-        shared_mask = torch.ones((n_groups, self.shared_len), dtype=torch.long, device=self.device)
-        cache = self._cache(self.shared_kv, torch.zeros(n_groups, dtype=torch.long))
-        extensions = [list(contexts[g.rows[0]][self.shared_tokens : g.prefix]) for g in groups]
-        group_mask = shared_mask
-        if any(extensions):
-            ids, mask = _left_pad(extensions, self.pad, self.device)
-            group_mask = torch.cat([shared_mask, mask], dim=1)
-            self._forward(ids, group_mask, cache, 1)
-        owner = torch.tensor([i for i, g in enumerate(groups) for _ in g.rows], dtype=torch.long)
-        suffixes = [list(contexts[r][g.prefix :]) for g in groups for r in g.rows]
-        cache = self._cache(_tensors(cache) if n_groups and cache_filled(cache) else None, owner)
-        ids, mask = _left_pad(suffixes, self.pad, self.device)
-        full_mask = torch.cat([group_mask[owner.to(self.device)], mask], dim=1)
-        return self._forward(ids, full_mask, cache, keep)[:, -keep:]
+        group order: one forward over the groups' packed sequences, after the global prefix."""
+        packed = pack(contexts, groups, self.shared_tokens, self.shared_len, keep, self.pad)
+        cache = self._cache(self.shared_kv, torch.zeros(len(groups), dtype=torch.long))
+        out = self.model(
+            input_ids=packed.ids.to(self.device),
+            attention_mask=self._mask(packed),
+            position_ids=packed.positions.to(self.device),
+            use_cache=True,
+            logits_to_keep=packed.reads.to(self.device),
+            **{self.keyword: cache},
+        )
+        logits = out.logits  # [groups, slots * keep, vocab]
+        slots = [(g, j) for g, group in enumerate(groups) for j in range(len(group.rows))]
+        return torch.stack([logits[g, j * keep : (j + 1) * keep] for g, j in slots])
 
-    def _forward(self, ids: Any, full_mask: Any, cache: Any, keep: int) -> Any:
-        """One forward of `ids` after the cached positions; positions follow the unsplit rows."""
-        positions = _positions(full_mask)[:, -ids.shape[1] :]
-        out = self.model(input_ids=ids, attention_mask=full_mask, position_ids=positions,
-                         use_cache=True, logits_to_keep=keep, **{self.keyword: cache})  # fmt: skip
-        return out.logits
+    def _mask(self, packed: Packed) -> torch.Tensor:
+        """[groups, 1, length, cached + length] attention mask: real tokens see the global prefix."""
+        groups, length = packed.real.shape
+        cached = packed.real[:, :, None].expand(groups, length, self.shared_len)
+        mask = torch.cat([cached, packed.allowed], dim=2)[:, None].to(self.device)
+        if self.mask_dtype == torch.bool:
+            return mask
+        blocked = torch.finfo(self.mask_dtype).min
+        additive = torch.zeros(mask.shape, dtype=self.mask_dtype, device=self.device)
+        return additive.masked_fill_(~mask, blocked)
 
     def _cache(self, kv: list[tuple[Any, Any]] | None, rows: Any) -> Any:
         """A fresh DynamicCache holding `kv`'s batch rows `rows` (an empty one for None)."""
@@ -195,26 +214,71 @@ class PrefixRunner:
         return DynamicCache(ddp_cache_data=data, config=self.model.config)
 
 
-def cache_filled(cache: Any) -> bool:
-    """Whether a cache holds any position."""
-    return cache.get_seq_length() > 0
+@dataclass(frozen=True)
+class Packed:
+    """A batch's groups as packed sequences: ids, positions, which packed token may attend to which,
+    and the packed places whose next-token distributions are read (the same for every group)."""
+
+    ids: torch.Tensor  # [groups, length]
+    positions: torch.Tensor  # [groups, length] positions in the unsplit rows
+    allowed: torch.Tensor  # [groups, length, length] bool
+    real: torch.Tensor  # [groups, length] bool: a token, not padding
+    reads: torch.Tensor  # [slots * keep]: slot j's last `keep` places at j * keep, ...
+
+
+def pack(
+    contexts: Sequence[Sequence[int]],
+    groups: list[Group],
+    shared_tokens: int,
+    shared_len: int,
+    keep: int,
+    pad: int = 0,
+) -> Packed:
+    """Each group as one sequence (tree attention): its own prefix beyond the global one, then each
+    row's suffix in a slot of its own. Slot j's suffixes end at the same place in every group (left
+    padding in the slot), so one list of places reads every row. A token attends to the global prefix,
+    to the group prefix and, causally, to its own slot: exactly what it sees in the unsplit row."""
+    prefixes = [list(contexts[g.rows[0]][shared_tokens : g.prefix]) for g in groups]
+    suffixes = [[list(contexts[r][g.prefix :]) for r in g.rows] for g in groups]
+    head = max(len(p) for p in prefixes)
+    widths = [
+        max(len(s[j]) for s in suffixes if j < len(s)) for j in range(max(len(s) for s in suffixes))
+    ]
+    length = head + sum(widths)
+    ids = torch.full((len(groups), length), pad, dtype=torch.long)
+    positions = torch.zeros((len(groups), length), dtype=torch.long)
+    segment = torch.full((len(groups), length), -1, dtype=torch.long)  # -1 padding, 0 prefix, j+1
+    for g, (prefix, rows) in enumerate(zip(prefixes, suffixes, strict=True)):
+        _place(ids, positions, segment, g, head - len(prefix), prefix, shared_len, 0)
+        end = head
+        for j, suffix in enumerate(rows):
+            end += widths[j]
+            first = shared_len + len(prefix)
+            _place(ids, positions, segment, g, end - len(suffix), suffix, first, j + 1)
+    query, key = segment[:, :, None], segment[:, None, :]
+    causal = torch.ones((length, length), dtype=torch.bool).tril()
+    allowed = causal & (key >= 0) & ((key == 0) | (key == query))
+    allowed |= torch.eye(length, dtype=torch.bool) & (
+        query < 0
+    )  # padding sees itself: no empty row
+    ends = torch.tensor(widths).cumsum(0) + head - 1
+    reads = (ends[:, None] - torch.arange(keep - 1, -1, -1)[None, :]).reshape(-1).clamp(min=0)
+    return Packed(ids, positions, allowed, segment >= 0, reads)
+
+
+def _place(ids, positions, segment, g: int, at: int, tokens: list[int], first: int, seg: int):
+    """Write `tokens` into packed row g from place `at`, at positions from `first`, in segment `seg`."""
+    if not tokens:
+        return
+    span = slice(at, at + len(tokens))
+    ids[g, span] = torch.tensor(tokens, dtype=torch.long)
+    positions[g, span] = torch.arange(first, first + len(tokens))
+    segment[g, span] = seg
 
 
 def _tensors(cache: Any) -> list[tuple[Any, Any]]:
     """The (keys, values) of every layer of a DynamicCache."""
     return [(layer.keys, layer.values) for layer in cache.layers]
-
-
-def _left_pad(seqs: list[list[int]], pad: int, device: Any) -> tuple[Any, Any]:
-    """Left-padded [b, t] ids and mask (rows may be empty: all padding)."""
-    width = max(1, max(len(s) for s in seqs))
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        if s:
-            ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
-            mask[i, width - len(s) :] = 1
-    return ids.to(device), mask.to(device)
 
 
 def _positions(mask: Any) -> Any:
