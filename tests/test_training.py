@@ -498,3 +498,75 @@ def test_contextual_train_run_decides_contextually_everywhere(tmp_path, monkeypa
     assert float(logged[0]["val/acc_no_opinion"]) == 1.0
     assert float(logged[0]["val/alignment_wrong"]) == 0.0
     assert "alignment_wrong_filtered (Δ over n=4 both right alone)" in capsys.readouterr().out
+
+
+def test_training_attention_takes_the_math_kernel_on_cpu_and_restores_the_choice():
+    # the fused CPU flash-attention backward is ~15x its forward: training steps use SDPA's math
+    from sycophancy.models.compute import training_attention
+
+    assert torch.backends.cuda.flash_sdp_enabled()
+    with training_attention("cpu"):
+        assert not torch.backends.cuda.flash_sdp_enabled()
+        assert torch.backends.cuda.math_sdp_enabled()
+    assert torch.backends.cuda.flash_sdp_enabled()
+    with training_attention("meta"):  # any other device keeps its kernels
+        assert torch.backends.cuda.flash_sdp_enabled()
+
+
+@pytest.mark.parametrize("kind", ["prompt_tuning", "lora"])
+def test_the_training_kernels_leave_loss_and_gradients_as_they_were(kind):
+    from sycophancy.training.module import _answer_loss
+
+    _, tuned, _, dm = tiny_module("causal", kind=kind)
+    batch = next(iter(dm.val_dataloader()))
+    grads = []
+    for loss_of in (answer_loss, _answer_loss):  # math kernel + contiguous head; the plain path
+        tuned.model.zero_grad(set_to_none=True)
+        loss = loss_of(tuned.model, batch, "causal")
+        loss.backward()
+        trainable = [p for p in tuned.model.parameters() if p.requires_grad]
+        grads.append((float(loss), [p.grad.clone() for p in trainable]))
+    (loss_a, grad_a), (loss_b, grad_b) = grads
+    assert abs(loss_a - loss_b) < 1e-5
+    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(grad_a, grad_b))
+    assert any(float(g.abs().sum()) > 0 for g in grad_a)
+
+
+def test_sweep_jobs_that_differ_only_in_seed_reuse_the_untouched_models_results(
+    tmp_path, monkeypatch, caplog
+):
+    # Hydra's launcher runs a sweep's jobs in one process: the before-measurement and the filtered
+    # training data depend on data_seed, not seed, so the next seed reuses them
+    from sycophancy.runs.train import train
+
+    for split, rows in (("train", TRAIN), ("validation", VALIDATION)):
+        lines = ["text,label", *(f"{text},{label}" for text, label in rows.items())]
+        (tmp_path / f"{split}.csv").write_text("\n".join(lines) + "\n")
+    untouched = []
+
+    def counting(lm, texts, options, **kw):
+        if "+" not in lm.name:  # add_adapter names the trained model base+kind
+            untouched.append(len(texts))
+        return scripted_scores(lm, texts, options, **kw)
+
+    monkeypatch.setattr(scoring, "score_options", counting)
+
+    def run(name: str, *overrides: str) -> list[dict]:
+        cfg = compose_config("train", [
+            "model=tiny-llama", "dataset=local", f"dataset.data_dir={tmp_path}",
+            "dataset.limit=null", "training.train_limit=null", "training.batch_size=2",
+            "training.val_probe_limit=4", "trainer.max_epochs=1", "logger=none",
+            f"output_dir={tmp_path / name}", *overrides,
+        ])  # fmt: skip
+        train(cfg)
+        return [r for r in read_jsonl(tmp_path / name / "examples.jsonl") if r["stage"] == "before"]
+
+    first = run("seed0", "seed=0")
+    calls = len(untouched)
+    with caplog.at_level("INFO", logger="sycophancy.runs.memo"):
+        second = run("seed1", "seed=1")
+    assert len(untouched) == calls  # neither measured nor filtered again
+    assert second == first
+    assert "only the seed differs" in caplog.text
+    run("data1", "seed=1", "data_seed=1")  # other prompts: measured and filtered anew
+    assert len(untouched) > calls

@@ -11,12 +11,19 @@ from hydra.utils import instantiate
 
 from sycophancy.errors import UserError
 from sycophancy.metrics.table import metric_names
+from sycophancy.models.compute import contiguous_head_inputs, training_attention
 from sycophancy.models.fingerprint import check_fingerprint, fingerprint
 
 MONITORED = metric_names(monitored=True)  # logged as val/<metric> after each validation epoch
 
 
 def answer_loss(model, batch: dict, family: str) -> torch.Tensor:
+    """Mean cross-entropy over answer tokens (labels != -100), on the faster CPU kernels."""
+    with training_attention(batch["input_ids"].device), contiguous_head_inputs(model):
+        return _answer_loss(model, batch, family)
+
+
+def _answer_loss(model, batch: dict, family: str) -> torch.Tensor:
     """Mean cross-entropy over answer tokens (labels != -100)."""
     labels = batch["labels"]
     if family == "seq2seq":
