@@ -21,6 +21,7 @@ from sycophancy.mitigations.registry import get_trainable_mitigation
 from sycophancy.models.devices import to_device
 from sycophancy.probes.registry import get_trainable_probe
 from sycophancy.reporting.summary import OPINION_ROWS, table
+from sycophancy.runs import memo
 from sycophancy.reporting.tracking import finish, flatten_metrics, log_examples, make_logger
 from sycophancy.runs.jobs import in_multirun, prepare, run_group, run_name
 from sycophancy.scoring.limits import set_max_length
@@ -135,10 +136,18 @@ def train(cfg: DictConfig) -> float:
             check_checkpoint_model(resume, lm, plain["ckpt_path"])
         context = mitigation.context(plain, probe.shots)
         if rank == 0:  # data-parallel workers only train; rank 0 measures and writes
-            before = probe.measure(plain, lm, context)
+            before = memo.remembered(
+                memo.job_key(plain, "before", lm),
+                lambda: probe.measure(plain, lm, context),
+                "the untouched model's measurement",
+            )
             log.info("before: %s", _brief(before.metrics))
 
-        data = probe.training_data(plain, lm)
+        data = memo.remembered(
+            memo.job_key(plain, "training data", lm),
+            lambda: probe.training_data(plain, lm),
+            "training data (filtered by the untouched model)",
+        )
         log.info("training items: %d, cells %s", len(data.items), cell_counts(data.items))
         training = plain["training"]
         datamodule = SycophancyDataModule(
