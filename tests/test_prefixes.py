@@ -12,8 +12,7 @@ from omegaconf import OmegaConf
 
 from sycophancy.mitigations.adapters import add_adapter
 from sycophancy.models import load_model
-from sycophancy.scoring import score_options
-from sycophancy.scoring import forward
+from sycophancy.scoring import forward, score_options
 from sycophancy.scoring.forward import _prefix_runner
 from sycophancy.scoring.prefixes import Group, common_length, pack, plan
 

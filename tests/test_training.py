@@ -528,7 +528,9 @@ def test_the_training_kernels_leave_loss_and_gradients_as_they_were(kind):
         grads.append((float(loss), [p.grad.clone() for p in trainable]))
     (loss_a, grad_a), (loss_b, grad_b) = grads
     assert abs(loss_a - loss_b) < 1e-5
-    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(grad_a, grad_b))
+    assert all(
+        torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(grad_a, grad_b, strict=True)
+    )
     assert any(float(g.abs().sum()) > 0 for g in grad_a)
 
 

@@ -18,7 +18,12 @@ from typing import Any, TypeVar
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-IGNORED = ("seed", "output_dir", "ckpt_path", "group")  # keys that leave the untouched model's results
+IGNORED = (
+    "seed",
+    "output_dir",
+    "ckpt_path",
+    "group",
+)  # keys that leave the untouched model's results
 KEPT = 8  # results held at most (oldest dropped first)
 _held: OrderedDict[str, Any] = OrderedDict()
 
@@ -40,7 +45,9 @@ def remembered(key: str, compute: Callable[[], T], what: str) -> T:
     """`compute()`, or a copy of the result an earlier job of this process computed for `key`."""
     if key in _held:
         _held.move_to_end(key)
-        log.info("%s: the same as an earlier job of this sweep (only the seed differs); reused", what)
+        log.info(
+            "%s: the same as an earlier job of this sweep (only the seed differs); reused", what
+        )
         return copy.deepcopy(_held[key])
     result = compute()
     _held[key] = copy.deepcopy(result)

@@ -21,8 +21,8 @@ from sycophancy.mitigations.registry import get_trainable_mitigation
 from sycophancy.models.devices import to_device
 from sycophancy.probes.registry import get_trainable_probe
 from sycophancy.reporting.summary import OPINION_ROWS, table
-from sycophancy.runs import memo
 from sycophancy.reporting.tracking import finish, flatten_metrics, log_examples, make_logger
+from sycophancy.runs import memo
 from sycophancy.runs.jobs import in_multirun, prepare, run_group, run_name
 from sycophancy.scoring.limits import set_max_length
 from sycophancy.training.batches import SycophancyDataModule, cell_counts
