@@ -153,9 +153,9 @@ def _rows(lm: LoadedModel, prompts: list[str], options: list[list[str]]) -> list
     contexts = prompt_ids(lm, prompts)
     start = _decoder_start(lm.model) if lm.family == "seq2seq" else None
     rows = []
+    tokenised_all = _option_tokens(lm, prompts, options)
     for i, (context, prompt, opts) in enumerate(zip(contexts, prompts, options, strict=True)):
-        tokenised = _option_tokens(lm, prompt, opts)
-        shared, paths = _distinguishing_paths(tokenised, opts, prompt)
+        shared, paths = _distinguishing_paths(tokenised_all[i], opts, prompt)
         for branch, reads in _branches(paths):
             if start is None:
                 rows.append(_Row(i, context + shared + branch, [], reads))
@@ -164,12 +164,29 @@ def _rows(lm: LoadedModel, prompts: list[str], options: list[list[str]]) -> list
     return rows
 
 
-def _option_tokens(lm: LoadedModel, prompt: str, options: list[str]) -> list[list[int]]:
-    """Each option's token ids: causal as they follow the prompt, seq2seq as decoder text."""
+def _option_tokens(
+    lm: LoadedModel, prompts: list[str], options: list[list[str]]
+) -> list[list[list[int]]]:
+    """Each prompt's options' token ids: causal as they follow the prompt, seq2seq as decoder text
+    (tokenised in two batched calls, not one call per prompt and option)."""
     if lm.family == "seq2seq":
-        return [encode(lm.tokenizer, o) for o in options]
-    plain = encode(lm.tokenizer, prompt)
-    return [tail(lm.tokenizer, plain, prompt, option) for option in options]
+        alone = iter(_encode_all(lm.tokenizer, [o for opts in options for o in opts]))
+        return [[next(alone) for _ in opts] for opts in options]
+    plain = _encode_all(lm.tokenizer, prompts)
+    joined = iter(
+        _encode_all(
+            lm.tokenizer, [p + o for p, opts in zip(prompts, options, strict=True) for o in opts]
+        )
+    )
+    tokens = []
+    for ids, opts in zip(plain, options, strict=True):
+        tokens.append([_tail_of(lm.tokenizer, ids, next(joined), option) for option in opts])
+    return tokens
+
+
+def _encode_all(tok: Any, texts: list[str]) -> list[list[int]]:
+    """Token ids of each text without special tokens (one batched call)."""
+    return tok(texts, add_special_tokens=False)["input_ids"] if texts else []
 
 
 def encode(tok: Any, text: str) -> list[int]:
@@ -182,7 +199,7 @@ def prompt_ids(lm: LoadedModel, prompts: list[str]) -> list[list[int]]:
     if lm.family == "seq2seq":
         return [lm.tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
     bos = _added_bos(lm.tokenizer)
-    ids = [encode(lm.tokenizer, p) for p in prompts]
+    ids = _encode_all(lm.tokenizer, prompts)
     return [[bos] + i if bos is not None and i[:1] != [bos] else i for i in ids]
 
 
@@ -197,7 +214,11 @@ def _added_bos(tok: Any) -> int | None:
 
 def tail(tok: Any, prompt_ids: list[int], prompt: str, option: str) -> list[int]:
     """Tokens of `option` as they follow `prompt` (falls back to the option alone on a merge)."""
-    full = encode(tok, prompt + option)
+    return _tail_of(tok, prompt_ids, encode(tok, prompt + option), option)
+
+
+def _tail_of(tok: Any, prompt_ids: list[int], full: list[int], option: str) -> list[int]:
+    """The tokens `full` (prompt + option) has after `prompt_ids`, or the option alone on a merge."""
     if full[: len(prompt_ids)] == prompt_ids and len(full) > len(prompt_ids):
         return full[len(prompt_ids) :]
     return encode(tok, option)
