@@ -392,3 +392,13 @@ def test_real_model_opinion_moves_smollm2(tmp_path, data_dir):
     assert metrics["acc_wrong_opinion"] < metrics["acc_no_opinion"]
     assert metrics["accuracy_drop_ci"][0] > 0  # the drop is not noise
     assert metrics["acc_right_opinion"] > metrics["acc_wrong_opinion"]
+
+
+def test_evaluating_does_not_import_lightning():
+    # Lightning's import is ~1.5 s of every evaluate.py start; only training needs it
+    import subprocess
+    import sys
+
+    code = "import sys, sycophancy.runs.evaluate; print('lightning' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -25,7 +25,6 @@ from sycophancy.models import LoadedModel
 from sycophancy.models.fingerprint import check_fingerprint, read_fingerprint, write_fingerprint
 from sycophancy.schema import LoraSchema, PromptTuningSchema
 from sycophancy.scoring.prefixes import cache_keyword
-from sycophancy.training.module import AdapterModule
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +292,8 @@ class Adapter(TrainableMitigation):
 
     def fit(self, cfg: dict, lm: LoadedModel, trainer, datamodule, monitor: Monitor) -> LoadedModel:
         """Add a fresh adapter (seeded by `seed`) and train only it; resumes from `ckpt_path`."""
+        from sycophancy.training.module import AdapterModule  # Lightning: for training only
+
         tuned = add_adapter(lm, cfg["mitigation"], int(cfg["seed"]))
         module = AdapterModule(tuned, cfg, monitor)
         trainer.fit(

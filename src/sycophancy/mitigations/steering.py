@@ -30,7 +30,6 @@ from sycophancy.mitigations.base import Monitor, TrainableMitigation
 from sycophancy.models import LoadedModel
 from sycophancy.records import TrainItem
 from sycophancy.schema import SteeringSchema
-from sycophancy.training.batches import encode
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +263,8 @@ def fit_vectors(
             "mitigation=steering found no training prompt whose user is wrong to contrast; raise "
             "training.train_limit, set training.filter=false, or check the training data set."
         )
+    from sycophancy.training.batches import encode  # imports Lightning: fitting only
+
     good_rows, bad_rows = [], []
     for item in items:
         context, truthful = encode(lm, item.prompt, item.target)

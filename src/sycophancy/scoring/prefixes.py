@@ -1,12 +1,14 @@
-"""Shared-prefix reuse for causal scoring: plan which rows share which prefix, and run them on
-key/value caches of those prefixes instead of recomputing every row from its first token.
+"""Shared-prefix reuse for causal scoring: plan which rows share which prefix, and compute each
+shared prefix once instead of recomputing every row from its first token.
 
 Rows (token id lists) are planned on three levels: the prefix every row shares (chat template,
-system prompt) is computed once per call; rows sharing a longer prefix (the three conditions of one
-example share its biography, an `icl` example's conditions share its k-shot block) form a group whose
-prefix is computed once per batch, on top of the first; each row then computes only its own suffix.
-Positions and attention masks are those of the unsplit row, so a row's scores equal the full
-recompute's up to float rounding.
+system prompt) is computed once per call and kept as a key/value cache; rows sharing a longer prefix
+(the three conditions of one example share its biography, an `icl` example's conditions share its
+k-shot block) form a group, grouped on the longest prefix they share; each row then computes only
+its own suffix. A batch is one forward pass: each group is one packed sequence (its prefix, then
+each row's suffix in a slot of its own) under a tree attention mask, so a token sees exactly what it
+sees in its unsplit row, at the unsplit row's positions: a row's scores equal the full recompute's
+up to float rounding.
 """
 
 from __future__ import annotations
