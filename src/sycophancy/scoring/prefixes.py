@@ -169,7 +169,7 @@ class PrefixRunner:
             return
         ids = torch.tensor([list(tokens)], dtype=torch.long, device=self.device)
         mask = torch.ones_like(ids)
-        cache = self._cache(None, None)
+        cache = self._cache(None, 0)
         self.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
                    use_cache=True, logits_to_keep=1, **{self.keyword: cache})  # fmt: skip
         self.shared_kv = _tensors(cache)
@@ -181,7 +181,7 @@ class PrefixRunner:
         """[rows, keep, vocab] logits of the last `keep` positions of each row of the batch, rows in
         group order: one forward over the groups' packed sequences, after the global prefix."""
         packed = pack(contexts, groups, self.shared_tokens, self.shared_len, keep, self.pad)
-        cache = self._cache(self.shared_kv, torch.zeros(len(groups), dtype=torch.long))
+        cache = self._cache(self.shared_kv, len(groups))
         out = self.model(
             input_ids=packed.ids.to(self.device),
             attention_mask=self._mask(packed),
@@ -205,14 +205,15 @@ class PrefixRunner:
         additive = torch.zeros(mask.shape, dtype=self.mask_dtype, device=self.device)
         return additive.masked_fill_(~mask, blocked)
 
-    def _cache(self, kv: list[tuple[Any, Any]] | None, rows: Any) -> Any:
-        """A fresh DynamicCache holding `kv`'s batch rows `rows` (an empty one for None)."""
+    def _cache(self, kv: list[tuple[Any, Any]] | None, batch: int) -> Any:
+        """A fresh DynamicCache holding `kv` (one row) for each of `batch` rows, as broadcast views:
+        the cache's first update concatenates them with the batch's keys anyway, so copying them
+        first would only add a pass over the prefix (long for k-shot prefixes). None: empty."""
         from transformers import DynamicCache
 
         if kv is None:
             return DynamicCache(config=self.model.config)
-        rows = rows.to(self.device)
-        data = [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in kv]
+        data = [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in kv]
         return DynamicCache(ddp_cache_data=data, config=self.model.config)
 
 
