@@ -405,27 +405,39 @@ def compare_methods(
 
 def icl_section(args, lm: LoadedModel, items: list, texts: list[str]) -> dict:
     """The default scorer on 3-shot `icl` prompts against zero-shot, same examples: shots drawn
-    per example (the default) and one draw for the run (`mitigation.shots_per=run`)."""
-    zero = timed_run("zero-shot", lm, bound(project_scores, items), texts)
-    tokens_zero = mean_tokens(lm.tokenizer, texts)
-    print(f"\n== 3-shot icl vs zero-shot (project default scorer), {len(texts)} prompts")
-    print(f"  zero-shot {zero.seconds:6.2f} s ({tokens_zero:.0f} tokens/prompt)")
-    figures: dict = {"zero_shot_s": zero.seconds, "tokens_zero": tokens_zero}
+    per example (the default) and one draw for the run (`mitigation.shots_per=run`). Zero-shot and
+    both icl sets are timed in turn for `--icl-rounds` rounds and each ratio is taken within a round
+    (the median is printed), so a drift of the machine's speed does not land on one side only."""
+    variants = {}
     for draw in ("example", "run"):
         overrides = ["mitigation=icl", "mitigation.k=3", f"mitigation.shots_per={draw}"]
         cfg = compose_plain("evaluate", probe_overrides(args.data_dir, args.examples) + overrides)
         icl_items, icl_texts = probe_prompts(cfg, lm.tokenizer, lm.chat)
         assert [i.example_id for i in icl_items] == [i.example_id for i in items]
-        shots = timed_run(
-            f"3-shot icl, shots per {draw}", lm, bound(project_scores, icl_items), icl_texts
-        )
+        variants[draw] = (icl_items, icl_texts)
+    rounds = []
+    for _ in range(args.icl_rounds):
+        row = {"zero": timed_run("zero-shot", lm, bound(project_scores, items), texts).seconds}
+        for draw, (icl_items, icl_texts) in variants.items():
+            scorer = bound(project_scores, icl_items)
+            row[draw] = timed_run(f"3-shot icl, shots per {draw}", lm, scorer, icl_texts).seconds
+        rounds.append(row)
+    tokens_zero = mean_tokens(lm.tokenizer, texts)
+    zero = statistics.median(r["zero"] for r in rounds)
+    print(f"\n== 3-shot icl vs zero-shot (project default scorer), {len(texts)} prompts, "
+          f"{len(rounds)} rounds (median; each ratio within its round)")  # fmt: skip
+    print(f"  zero-shot {zero:6.2f} s ({tokens_zero:.0f} tokens/prompt)")
+    figures: dict = {"zero_shot_s": zero, "tokens_zero": tokens_zero, "rounds": rounds}
+    for draw, (_, icl_texts) in variants.items():
+        ratios = [r[draw] / r["zero"] for r in rounds]
+        ratio, seconds = statistics.median(ratios), statistics.median(r[draw] for r in rounds)
         tokens = mean_tokens(lm.tokenizer, icl_texts)
-        ratio = shots.seconds / zero.seconds
+        spread = ", ".join(f"{x:.2f}" for x in ratios)
         print(
-            f"  3-shot, shots drawn per {draw:<7} {shots.seconds:6.2f} s ({tokens:.0f} tokens/prompt): "
-            f"icl costs {ratio:.2f}x zero-shot"
+            f"  3-shot, shots drawn per {draw:<7} {seconds:6.2f} s ({tokens:.0f} tokens/prompt): "
+            f"icl costs {ratio:.2f}x zero-shot (rounds: {spread})"
         )
-        figures[f"icl_per_{draw}_s"], figures[f"icl_per_{draw}_over_zero"] = shots.seconds, ratio
+        figures[f"icl_per_{draw}_s"], figures[f"icl_per_{draw}_over_zero"] = seconds, ratio
         figures[f"tokens_icl_per_{draw}"] = tokens
     return figures
 
@@ -550,6 +562,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=None, help="training steps (first: warm-up)")
     parser.add_argument("--no-train-e2e", action="store_true", help="skip `python train.py`")
     parser.add_argument(
+        "--icl-rounds", type=int, default=None, help="paired icl/zero-shot rounds (default 3)"
+    )
+    parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -558,6 +573,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.examples = max(1, args.n // 3)  # three conditions per example
     args.steps = max(2, args.steps or (2 if args.quick else 6))
     args.train_e2e = not (args.quick or args.no_train_e2e)
+    args.icl_rounds = max(1, args.icl_rounds or (1 if args.quick else 3))
     return args
 
 
