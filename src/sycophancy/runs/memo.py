@@ -15,6 +15,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from sycophancy.models.fingerprint import fingerprint
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -31,8 +33,6 @@ _held: OrderedDict[str, Any] = OrderedDict()
 def job_key(plain: dict, what: str, lm: Any) -> str:
     """What a result depends on: which result, the resolved config without `IGNORED`, and the
     loaded model (class and weights' fingerprint; a model without one is never matched)."""
-    from sycophancy.models.fingerprint import fingerprint
-
     try:
         model = {"class": type(lm.model).__qualname__, **fingerprint(lm)}
     except (AttributeError, TypeError, RuntimeError):

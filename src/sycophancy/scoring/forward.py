@@ -153,9 +153,10 @@ def _rows(lm: LoadedModel, prompts: list[str], options: list[list[str]]) -> list
     contexts = prompt_ids(lm, prompts)
     start = _decoder_start(lm.model) if lm.family == "seq2seq" else None
     rows = []
-    tokenised_all = _option_tokens(lm, prompts, options)
-    for i, (context, prompt, opts) in enumerate(zip(contexts, prompts, options, strict=True)):
-        shared, paths = _distinguishing_paths(tokenised_all[i], opts, prompt)
+    tokenised = _option_tokens(lm, prompts, options)
+    each = zip(contexts, prompts, options, tokenised, strict=True)
+    for i, (context, prompt, opts, option_ids) in enumerate(each):
+        shared, paths = _distinguishing_paths(option_ids, opts, prompt)
         for branch, reads in _branches(paths):
             if start is None:
                 rows.append(_Row(i, context + shared + branch, [], reads))

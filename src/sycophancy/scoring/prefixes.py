@@ -23,9 +23,8 @@ import torch
 MIN_SHARED = (
     4  # rows join a group when they share at least this many tokens beyond the global prefix
 )
-GROUP_ROWS = (
-    8  # most rows packed in one sequence (its attention grows with the square of its length)
-)
+# most rows packed in one sequence (its attention grows with the square of its length)
+GROUP_ROWS = 8
 
 
 @dataclass(frozen=True)
@@ -169,7 +168,7 @@ class PrefixRunner:
             return
         ids = torch.tensor([list(tokens)], dtype=torch.long, device=self.device)
         mask = torch.ones_like(ids)
-        cache = self._cache(None, 0)
+        cache = _empty_cache(self.model)
         self.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
                    use_cache=True, logits_to_keep=1, **{self.keyword: cache})  # fmt: skip
         self.shared_kv = _tensors(cache)
@@ -181,7 +180,7 @@ class PrefixRunner:
         """[rows, keep, vocab] logits of the last `keep` positions of each row of the batch, rows in
         group order: one forward over the groups' packed sequences, after the global prefix."""
         packed = pack(contexts, groups, self.shared_tokens, self.shared_len, keep, self.pad)
-        cache = self._cache(self.shared_kv, len(groups))
+        cache = self._shared_cache(len(groups))
         out = self.model(
             input_ids=packed.ids.to(self.device),
             attention_mask=self._mask(packed),
@@ -205,16 +204,26 @@ class PrefixRunner:
         additive = torch.zeros(mask.shape, dtype=self.mask_dtype, device=self.device)
         return additive.masked_fill_(~mask, blocked)
 
-    def _cache(self, kv: list[tuple[Any, Any]] | None, batch: int) -> Any:
-        """A fresh DynamicCache holding `kv` (one row) for each of `batch` rows, as broadcast views:
-        the cache's first update concatenates them with the batch's keys anyway, so copying them
-        first would only add a pass over the prefix (long for k-shot prefixes). None: empty."""
+    def _shared_cache(self, batch: int) -> Any:
+        """A fresh DynamicCache holding the global prefix for each of `batch` rows, as broadcast
+        views: the cache's first update concatenates them with the batch's keys anyway, so copying
+        them first would only add a pass over the prefix (long for k-shot prefixes); empty when
+        there is no global prefix."""
         from transformers import DynamicCache
 
-        if kv is None:
-            return DynamicCache(config=self.model.config)
-        data = [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in kv]
+        if self.shared_kv is None:
+            return _empty_cache(self.model)
+        data = [
+            (k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in self.shared_kv
+        ]
         return DynamicCache(ddp_cache_data=data, config=self.model.config)
+
+
+def _empty_cache(model: Any) -> Any:
+    """A fresh, empty DynamicCache for `model`."""
+    from transformers import DynamicCache
+
+    return DynamicCache(config=model.config)
 
 
 @dataclass(frozen=True)
