@@ -99,6 +99,7 @@ class TrainingSchema:
     batch_size: int = 8
     batches_per_epoch: int | None = None
     val_probe_limit: int | None = None
+    share_prefix: bool = True
 
 
 @dataclass

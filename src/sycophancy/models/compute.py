@@ -42,19 +42,36 @@ def contiguous_head_inputs(model: Any) -> Iterator[None]:
 
 
 def _contiguous(_module: Any, args: tuple) -> tuple:
-    """The positional tensor arguments made contiguous."""
-    return tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args)
+    """The positional tensor arguments in fresh row-major memory."""
+    return tuple(_row_major(a) if isinstance(a, torch.Tensor) else a for a in args)
+
+
+def _row_major(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` itself when its strides are row-major's, else a row-major copy. `contiguous()` is
+    not enough: a one-row slice such as `hidden[:, -1:]` of a batch of one counts as contiguous but
+    keeps its parent's batch stride, and matmul then takes the weight-copying batched path."""
+    expected, step = [], 1
+    for size in reversed(tensor.shape):
+        expected.append(step)
+        step *= size
+    if list(tensor.stride()) == expected[::-1]:
+        return tensor
+    return torch.empty(tensor.shape, dtype=tensor.dtype, device=tensor.device).copy_(tensor)
 
 
 @contextmanager
 def training_attention(device: Any) -> Iterator[None]:
-    """On CPU, attention through SDPA's math kernel while inside: the fused CPU flash-attention
-    kernel's backward pass is ~15x its forward (a third of a prompt-tuning step on SmolLM2), and
-    in bf16 its gradients are no closer to fp32's than the math kernel's. Elsewhere: unchanged."""
+    """On CPU, while inside: attention through `models/attention.py`'s grouped eager attention
+    (transformers' `sdpa` models) and otherwise SDPA's math kernel. The fused CPU flash-attention
+    kernel's backward pass is ~15x its forward (a third of a prompt-tuning step on SmolLM2), and the
+    math kernel copies every key/value head per query head and scans the scores for fully masked
+    rows. Elsewhere: unchanged."""
     if torch.device(device).type != "cpu":
         yield
         return
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    with sdpa_kernel([SDPBackend.MATH]):
+    from sycophancy.models.attention import grouped_sdpa
+
+    with sdpa_kernel([SDPBackend.MATH]), grouped_sdpa():
         yield

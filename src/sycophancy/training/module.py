@@ -13,17 +13,19 @@ from sycophancy.errors import UserError
 from sycophancy.metrics.table import metric_names
 from sycophancy.models.compute import contiguous_head_inputs, training_attention
 from sycophancy.models.fingerprint import check_fingerprint, fingerprint
+from sycophancy.training.packing import packed_tail_logits
 
 MONITORED = metric_names(monitored=True)  # logged as val/<metric> after each validation epoch
 
 
-def answer_loss(model, batch: dict, family: str) -> torch.Tensor:
-    """Mean cross-entropy over answer tokens (labels != -100), on the faster CPU kernels."""
+def answer_loss(model, batch: dict, family: str, share_prefix: bool = True) -> torch.Tensor:
+    """Mean cross-entropy over answer tokens (labels != -100), on the faster CPU kernels; causal
+    batches as one shared prefix and unpadded rows where the model allows (`training/packing.py`)."""
     with training_attention(batch["input_ids"].device), contiguous_head_inputs(model):
-        return _answer_loss(model, batch, family)
+        return _answer_loss(model, batch, family, share_prefix)
 
 
-def _answer_loss(model, batch: dict, family: str) -> torch.Tensor:
+def _answer_loss(model, batch: dict, family: str, share_prefix: bool = False) -> torch.Tensor:
     """Mean cross-entropy over answer tokens (labels != -100)."""
     labels = batch["labels"]
     if family == "seq2seq":
@@ -34,12 +36,14 @@ def _answer_loss(model, batch: dict, family: str) -> torch.Tensor:
     else:
         # left padding aligns the answers at the end: only the last positions need logits
         width = int((labels != -100).sum(dim=1).max())
-        out = model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            logits_to_keep=width + 1,
-        )
-        logits, labels = out.logits[:, :-1], labels[:, -width:]
+        logits = packed_tail_logits(model, batch, width + 1) if share_prefix else None
+        if logits is None:
+            logits = model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                logits_to_keep=width + 1,
+            ).logits
+        logits, labels = logits[:, :-1], labels[:, -width:]
     return F.cross_entropy(
         logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100
     )
@@ -66,13 +70,18 @@ class AdapterModule(L.LightningModule):
                     module.train()
         return self
 
+    @property
+    def share_prefix(self) -> bool:
+        """`training.share_prefix` (default true): causal batches as a shared prefix and unpadded rows."""
+        return bool(self.hparams.get("training", {}).get("share_prefix", True))
+
     def training_step(self, batch, batch_idx):
-        loss = answer_loss(self.model, batch, self.lm.family)
+        loss = answer_loss(self.model, batch, self.lm.family, self.share_prefix)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
         return loss
 
     def validation_step(self, batch, batch_idx):
-        loss = answer_loss(self.model, batch, self.lm.family)
+        loss = answer_loss(self.model, batch, self.lm.family, self.share_prefix)
         self.log("val/loss", loss, prog_bar=True, batch_size=len(batch["labels"]), sync_dist=True)
 
     def on_validation_epoch_end(self):
