@@ -499,7 +499,56 @@ def training_section(args, lm: LoadedModel, steps: int) -> dict:
         f"(median of {len(timed)} steps after a warm-up "
         f"step of {clock.durations[0]:.2f} s)"
     )
-    return {"steps_per_s": rate, "step_s": clock.durations}
+    paths = step_paths(tuned, list(module_dm.train_dataloader()))
+    return {"steps_per_s": rate, "step_s": clock.durations, **paths}
+
+
+def padded_math_loss(model, batch: dict, family: str):
+    """The training loss as computed before shared prefixes and grouped attention: the padded
+    batch whole, attention on SDPA's math kernel."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from sycophancy.models.compute import contiguous_head_inputs
+    from sycophancy.training.module import _answer_loss
+
+    with sdpa_kernel([SDPBackend.MATH]), contiguous_head_inputs(model):
+        return _answer_loss(model, batch, family, share_prefix=False)
+
+
+def step_paths(tuned: LoadedModel, batches: list[dict]) -> dict:
+    """Forward + backward time of the default training step against the padded-batch math-kernel
+    step, paired on the same batches (median of the per-batch ratios)."""
+    from sycophancy.training.module import answer_loss
+
+    def seconds(loss_of, batch) -> tuple[float, float]:
+        tuned.model.zero_grad(set_to_none=True)
+        start = time.perf_counter()
+        loss = loss_of(tuned.model, batch, tuned.family)
+        loss.backward()
+        return time.perf_counter() - start, float(loss)
+
+    before, now, gaps = [], [], []
+    for i, batch in enumerate(batches):
+        (old, old_loss), (new, new_loss) = (
+            seconds(padded_math_loss, batch),
+            seconds(answer_loss, batch),
+        )
+        if i:  # the first pair pays one-time costs
+            before.append(old)
+            now.append(new)
+        gaps.append(abs(old_loss - new_loss))
+    tuned.model.zero_grad(set_to_none=True)
+    if not now:
+        return {}
+    ratios = [b / n for b, n in zip(before, now, strict=True)]
+    ratio = statistics.median(ratios)
+    print(
+        f"   training step paths, forward + backward paired on {len(now)} batches: padded batch on "
+        f"SDPA's math kernel (before) {statistics.median(before):.2f} s, shared prefix + grouped "
+        f"attention (default) {statistics.median(now):.2f} s: {ratio:.2f}x (per batch: "
+        f"{', '.join(f'{r:.2f}' for r in ratios)}); largest loss difference {max(gaps):.3g}"
+    )
+    return {"step_before_s": before, "step_default_s": now, "step_speedup": ratio}
 
 
 # Runs a command and reports its peak RSS (kB) on stderr's last line. The command is a grandchild:
