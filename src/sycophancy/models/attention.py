@@ -10,11 +10,12 @@ key/value heads) a prompt-tuning step runs ~1.2x faster, with gradients as close
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 
 def grouped_attention(
@@ -38,7 +39,7 @@ def grouped_attention(
         or query.shape[1] % key.shape[1]
     )
     if fallback:
-        return _SDPA(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                      is_causal=is_causal, **kwargs)  # fmt: skip
     batch, heads, n, dim = query.shape
     groups = key.shape[1]
@@ -59,23 +60,13 @@ def grouped_attention(
     return out.view(batch, heads, n, dim).transpose(1, 2).contiguous(), None
 
 
-def _sdpa_function() -> Callable:
-    """transformers' registered `sdpa` attention function."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    return sdpa_attention_forward
-
-
-_SDPA = _sdpa_function()
-
-
 @contextmanager
 def grouped_sdpa() -> Iterator[None]:
     """Models that attend through transformers' `sdpa` function use `grouped_attention` while
     inside (the library-wide registration is restored on exit)."""
     from transformers import AttentionInterface
 
-    registered = AttentionInterface._global_mapping.get("sdpa", _SDPA)
+    registered = AttentionInterface._global_mapping.get("sdpa", sdpa_attention_forward)
     AttentionInterface.register("sdpa", grouped_attention)
     try:
         yield
