@@ -156,3 +156,22 @@ def test_a_one_row_slice_of_a_batch_of_one_is_handed_to_the_head_in_row_major_me
     assert fixed.stride() == (4, 4, 1) and torch.equal(fixed, last)
     dense = torch.randn(2, 3, 4)
     assert _row_major(dense) is dense
+
+
+@pytest.mark.parametrize(("training", "expected"), [({}, True), ({"share_prefix": False}, False)])
+def test_the_training_step_follows_training_share_prefix(monkeypatch, training, expected):
+    from sycophancy.training import module
+
+    seen = []
+
+    def loss(model, batch, family, share_prefix):
+        seen.append(share_prefix)
+        return torch.tensor(0.0)
+
+    monkeypatch.setattr(module, "answer_loss", loss)
+    lm = SimpleNamespace(model=torch.nn.Linear(1, 1), family="causal")
+    step = module.AdapterModule(lm, {"training": training})
+    step.log = lambda *args, **kwargs: None
+    step.training_step({"labels": torch.zeros(1, 1)}, 0)
+    step.validation_step({"labels": torch.zeros(1, 1)}, 0)
+    assert seen == [expected, expected]
