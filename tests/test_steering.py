@@ -16,6 +16,7 @@ from sycophancy.mitigations import steering
 from sycophancy.mitigations.registry import get_mitigation
 from sycophancy.models import load_model
 from sycophancy.records import TrainItem
+from sycophancy.scoring.prefixes import cache_keyword
 
 PROMPTS = ["Review: a dull film. Sentiment:", "Review: a lovely, warm film. Sentiment:"]
 OPTIONS = [" positive", " negative"]
@@ -112,7 +113,10 @@ def test_steering_all_positions_is_the_same_with_a_cached_prefix():
     with torch.inference_mode():
         whole = model(input_ids=ids).logits[:, -1]
         prefix = model(input_ids=ids[:, :4], use_cache=True)
-        rest = model(input_ids=ids[:, 4:], past_key_values=prefix.past_key_values).logits[:, -1]
+        keyword = cache_keyword(
+            model
+        )  # `cache` in transformers >= 5.x (past_key_values deprecated)
+        rest = model(input_ids=ids[:, 4:], **{keyword: prefix.past_key_values}).logits[:, -1]
         plain = lm.model(input_ids=ids).logits[:, -1]
     torch.testing.assert_close(whole, rest)
     assert not torch.allclose(whole, plain)
