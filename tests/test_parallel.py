@@ -176,14 +176,19 @@ def test_two_process_torchrun_evaluation_equals_one_process(tmp_path, overrides)
     # One prompt per batch: a prompt's log-probs depend in their last bits on the padding of the
     # batch it shares, which differs between shares; batch 1 pins the comparison to sharding and
     # merging (so does whole-prompt scoring: a share's shared prefixes are planned on its own).
-    # 5 examples: 15 opinion prompts, an uneven 8 + 7 split.
+    # 5 examples: 15 opinion prompts, an uneven 8 + 7 split. Every process runs one thread: kernels
+    # split across threads can round differently, and a random model's greedy replies (which the
+    # "Are you sure?" final turn quotes) flip on near-ties.
     args = ["model=tiny-llama", "dataset.limit=5", "probe.batch_size=1", "model.reuse_prefixes=false",
             "logger=none", *overrides]  # fmt: skip
     one, two = tmp_path / "one", tmp_path / "two"
-    alone = run_script("evaluate", *args, f"output_dir={one}", f"hydra.run.dir={one}")
+    one_thread = {"OMP_NUM_THREADS": "1"}
+    alone = run_script(
+        "evaluate", *args, f"output_dir={one}", f"hydra.run.dir={one}", env=one_thread
+    )
     assert alone.returncode == 0, alone.stderr[-3000:]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, **one_thread}
     hydra_dir = f"hydra.run.dir={tmp_path}/hydra/${{now:%H-%M-%S-%f}}"  # one folder per process
     both = subprocess.run(
         [*torchrun, str(REPO / "evaluate.py"), *args, f"output_dir={two}", hydra_dir],
