@@ -95,11 +95,9 @@ def _scored_batches(
 def _prefix_runner(lm: LoadedModel) -> PrefixRunner | None:
     """A shared-prefix runner for a causal model that takes a key/value cache, else None (seq2seq
     encoders see the whole input at once; peft prompt tuning prepends its own virtual tokens)."""
-    if lm.family != "causal" or not lm.reuse_prefixes or _prompt_learning(lm.model):
+    if lm.family != "causal" or not lm.reuse_prefixes:
         return None
-    if not getattr(lm.model, "prefix_reuse_safe", True):  # e.g. steering each call's last token
-        return None
-    keyword = prefixes.cache_keyword(lm.model)
+    keyword = prefixes.prefix_cache_keyword(lm.model)
     if keyword is None:
         return None
     mask_dtype = torch.bool if lm.autocast else compute_dtype(lm.model)  # autocast: q/k/v not in it
@@ -326,7 +324,7 @@ def _tail_logits(lm: LoadedModel, batch: list[_Row], keep: int) -> Any:
         places = (last - torch.arange(keep - 1, -1, -1, device=device)).clamp(min=0)
         return out.logits[torch.arange(len(batch), device=device)[:, None], places]
     ids, mask = _pad([r.context for r in batch], pad, left=True, device=device)
-    extra = {} if _prompt_learning(lm.model) else {"position_ids": _positions(mask)}
+    extra = {} if prefixes.prompt_learning(lm.model) else {"position_ids": _positions(mask)}
     out = lm.model(input_ids=ids, attention_mask=mask, logits_to_keep=keep, **extra)
     return out.logits[:, -keep:]
 
@@ -334,12 +332,6 @@ def _tail_logits(lm: LoadedModel, batch: list[_Row], keep: int) -> Any:
 def _positions(mask: Any) -> Any:
     """Position ids that start at 0 on each row's first real token (left padding)."""
     return (mask.cumsum(dim=1) - 1).clamp(min=0)
-
-
-def _prompt_learning(model: Any) -> bool:
-    """True for a peft model with virtual tokens (peft drops position_ids with a warning)."""
-    config = getattr(model, "active_peft_config", None)
-    return bool(getattr(config, "is_prompt_learning", False))
 
 
 def _generate_batch(lm: LoadedModel, contexts: list[list[int]], max_new_tokens: int) -> list[str]:

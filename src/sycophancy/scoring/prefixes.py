@@ -142,6 +142,22 @@ def cache_keyword(model: Any) -> str | None:
     return None
 
 
+def prefix_cache_keyword(model: Any) -> str | None:
+    """The cache keyword of a model whose rows may share a prefix's key/value cache, or None: no
+    cache keyword, a model that must see every prompt whole (`prefix_reuse_safe = False`, e.g.
+    steering each call's last token), or peft's own prompt-learning forward (it prepends its
+    virtual tokens to every input)."""
+    if prompt_learning(model) or not getattr(model, "prefix_reuse_safe", True):
+        return None
+    return cache_keyword(model)
+
+
+def prompt_learning(model: Any) -> bool:
+    """True for a peft model with virtual tokens (peft drops position_ids with a warning)."""
+    config = getattr(model, "active_peft_config", None)
+    return bool(getattr(config, "is_prompt_learning", False))
+
+
 def _wrapped(model: Any) -> Any:
     """The model a wrapper runs (peft's base model, our wrappers' `base`), or None."""
     if "get_base_model" in dir(type(model)):

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from sycophancy.models.compute import compute_dtype
-from sycophancy.scoring.prefixes import Group, PrefixRunner, cache_keyword, common_length
+from sycophancy.scoring.prefixes import Group, PrefixRunner, common_length, prefix_cache_keyword
 
 
 def rows_of(batch: dict) -> list[list[int]]:
@@ -33,11 +33,9 @@ def packed_tail_logits(model: Any, batch: dict, keep: int) -> torch.Tensor | Non
     """[rows, keep, vocab] logits of each row's last `keep` positions, computed after the cache of
     the prefix the rows share; None where the model cannot take that layout (no cache keyword, a
     steered model, peft's own prompt-learning forward) or a soft prompt has no shared token."""
-    keyword = cache_keyword(model)
-    if keyword is None or not getattr(model, "prefix_reuse_safe", True):
+    keyword = prefix_cache_keyword(model)
+    if keyword is None:
         return None
-    if getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False):
-        return None  # peft's prompt-learning forward prepends its tokens to every input
     rows = rows_of(batch)
     shared = shared_length(rows, keep)
     if shared == 0 and getattr(model, "soft_prompt_first", False):
