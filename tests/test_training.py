@@ -569,6 +569,12 @@ def test_sweep_jobs_that_differ_only_in_seed_reuse_the_untouched_models_results(
         second = run("seed1", "seed=1")
     assert len(untouched) == calls  # neither measured nor filtered again
     assert second == first
-    assert "only the seed differs" in caplog.text
+    assert "depends on nothing that differs" in caplog.text
+    run("lr", "seed=1", "mitigation.optimizer.lr=0.1")  # a mitigation setting: reused too
+    assert len(untouched) == calls
     run("data1", "seed=1", "data_seed=1")  # other prompts: measured and filtered anew
     assert len(untouched) > calls
+    calls = len(untouched)
+    system = run("system", "seed=1", "mitigation.system_prompt='Be honest.'")
+    assert len(untouched) > calls  # the system prompt is part of every probe: measured anew
+    assert [r["prompt"] for r in system] != [r["prompt"] for r in first]

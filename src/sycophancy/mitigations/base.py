@@ -23,6 +23,9 @@ class Mitigation:
     settings: ClassVar[tuple[str, ...]] = ()  # mitigation config keys (dotted) telling arms apart
     trainable: ClassVar[bool] = False  # whether train.py can fit it
     schema: ClassVar[type | None] = None  # dataclass of its `mitigation.*` keys (None: unchecked)
+    # the `mitigation.*` keys `context` reads: of the mitigation block, train.py's measurement of the
+    # untouched model depends on these alone, so a sweep over any other key reuses it (runs/memo.py)
+    context_settings: ClassVar[tuple[str, ...]] = ("system_prompt",)
 
     def check(self, cfg: dict) -> None:
         """Refuse unusable settings in `cfg["mitigation"]` before the model loads."""

@@ -29,6 +29,7 @@ class InContext(SystemPrompt):
     """k in-context examples per prompt, drawn per example id from the probe's train-split shots."""
 
     settings = ("k", "shots_per")
+    context_settings = ("system_prompt", "k", "pool_size", "shots_per")
     draws = ("example", "run")
 
     def check(self, cfg: dict) -> None:

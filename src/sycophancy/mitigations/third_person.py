@@ -45,6 +45,7 @@ class ThirdPerson(SystemPrompt):
     """The untouched model, with each user turn retold in the third person."""
 
     settings = ("speaker",)
+    context_settings = ("system_prompt", "speaker", "frame", "name_pattern", "rules")
     schema = ThirdPersonSchema
 
     def check(self, cfg: dict) -> None:

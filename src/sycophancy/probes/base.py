@@ -101,11 +101,13 @@ class TrainableProbe(Probe):
 
     @abstractmethod
     def measure(self, cfg: dict, lm: LoadedModel, context: Context) -> ProbeResult:
-        """Records and headline metrics of the model before or after training."""
+        """Records and headline metrics of the model before or after training (the mitigation's
+        part comes through `context` alone: a sweep's jobs share the untouched model's result)."""
 
     @abstractmethod
     def training_data(self, cfg: dict, lm: LoadedModel) -> TrainingData:
-        """Training and validation items, built with the untouched model (e.g. to filter)."""
+        """Training and validation items, built with the untouched model (e.g. to filter); they
+        never depend on `cfg["mitigation"]` beyond its prompt context (runs/memo.py shares them)."""
 
     @abstractmethod
     def monitor(self, cfg: dict, lm: LoadedModel) -> Monitor:

@@ -137,14 +137,14 @@ def train(cfg: DictConfig) -> float:
         context = mitigation.context(plain, probe.shots)
         if rank == 0:  # data-parallel workers only train; rank 0 measures and writes
             before = memo.remembered(
-                memo.job_key(plain, "before", lm),
+                memo.job_key(plain, "before", lm, mitigation),
                 lambda: probe.measure(plain, lm, context),
                 "the untouched model's measurement",
             )
             log.info("before: %s", _brief(before.metrics))
 
         data = memo.remembered(
-            memo.job_key(plain, "training data", lm),
+            memo.job_key(plain, "training data", lm, mitigation),
             lambda: probe.training_data(plain, lm),
             "training data (filtered by the untouched model)",
         )
