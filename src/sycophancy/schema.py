@@ -294,7 +294,7 @@ def _integer(key: str, value: Any) -> int:
     return value
 
 
-def _lookup(cfg: dict, dotted: str) -> Any:
+def lookup(cfg: dict, dotted: str) -> Any:
     """The value at a dotted key, or None where any part is missing."""
     node: Any = cfg
     for part in dotted.split("."):
@@ -308,7 +308,7 @@ def _check_ranges(cfg: dict) -> None:
     """Counts that must be positive (or at least zero) when set."""
     for keys, low in ((POSITIVE, 1), (NON_NEGATIVE, 0)):
         for key in keys:
-            value = _lookup(cfg, key)
+            value = lookup(cfg, key)
             if value is not None and isinstance(value, int) and value < low:
                 raise UserError(
                     f"Config key {key}={value} must be at least {low}; "
@@ -316,7 +316,7 @@ def _check_ranges(cfg: dict) -> None:
                     + f"Set e.g. {key}={max(low, 1)}."
                 )
     for key, allowed in CHOICES.items():
-        value = _lookup(cfg, key)
+        value = lookup(cfg, key)
         if value is not None and value not in allowed:
             raise UserError(
                 f"Config key {key}={value!r} is not one of {', '.join(allowed)}; "

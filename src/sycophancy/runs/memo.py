@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sycophancy.models.fingerprint import fingerprint
+from sycophancy.schema import lookup
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +51,8 @@ def context_of(mitigation: Any, settings: dict) -> dict:
     """The part of a mitigation that shapes the prompts of the untouched model: the code of its
     `context` and the `mitigation.*` keys that code reads (`context_settings`)."""
     owner = next(c for c in type(mitigation).__mro__ if "context" in vars(c))
-    read = {key: _select(settings, key) for key in type(mitigation).context_settings}
+    read = {key: lookup(settings, key) for key in type(mitigation).context_settings}
     return {"context": f"{owner.__module__}.{owner.__qualname__}", "settings": read}
-
-
-def _select(settings: dict, dotted: str) -> Any:
-    """`settings[a][b]` for "a.b" (None where a key is absent)."""
-    value: Any = settings
-    for part in dotted.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
 
 
 def remembered(key: str, compute: Callable[[], T], what: str) -> T:
