@@ -14,7 +14,7 @@ from sycophancy.mitigations.adapters import add_adapter
 from sycophancy.models import load_model
 from sycophancy.scoring import forward, score_options
 from sycophancy.scoring.forward import _prefix_runner
-from sycophancy.scoring.prefixes import Group, common_length, pack, plan
+from sycophancy.scoring.prefixes import Group, common_length, left_padded, plan
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 BIO = "Hello, my name is {}. I am a professor of {}."
@@ -86,37 +86,48 @@ def test_plan_splits_groups_into_batches_and_covers_every_row_once():
     assert {g.prefix for b in layout.batches for g in b if 0 in g.rows or 1 in g.rows} == {10}
 
 
-def test_pack_lays_each_group_out_as_one_tree_attention_sequence():
+def test_left_padded_rows_end_together_and_attend_causally():
+    padded = left_padded([[5, 6], [7, 8, 9], []], firsts=[4, 2, 9], pad=0)
+    assert padded.ids.tolist() == [[0, 5, 6], [7, 8, 9], [0, 0, 0]]
+    assert padded.positions.tolist() == [[0, 4, 5], [2, 3, 4], [0, 0, 0]]
+    assert padded.real.tolist() == [[False, True, True], [True] * 3, [False] * 3]
+    assert padded.allowed[0].int().tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]  # pad: itself
+    assert padded.allowed[1].int().tolist() == [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
+    assert padded.allowed[2].int().tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+
+
+def test_a_batch_computes_each_group_prefix_once_then_each_row_suffix(llama):
     # global prefix [1, 2]; group 0 shares [3, 4] and has rows 0 and 1; group 1 is row 2 alone
-    rows = [[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 7, 8, 9], [1, 2, 10]]
+    rows = [[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 7, 8, 9], [1, 2, 10, 11]]
     groups = [Group(4, (0, 1)), Group(2, (2,))]
-    packed = pack(rows, groups, shared_tokens=2, shared_len=2, keep=1, pad=0)
-    # head of 2 (the group prefix), slot 0 of width 2, slot 1 of width 3; each slot left-padded
-    assert packed.ids.tolist() == [[3, 4, 5, 6, 7, 8, 9], [0, 0, 0, 10, 0, 0, 0]]
-    assert packed.positions.tolist() == [[2, 3, 4, 5, 4, 5, 6], [0, 0, 0, 2, 0, 0, 0]]
-    assert packed.real.tolist()[1] == [False, False, False, True, False, False, False]
-    assert packed.reads.tolist() == [3, 6]  # each slot's last place, the same in every group
-    one, o = 1, 0
-    assert packed.allowed[0].int().tolist() == [
-        [one, o, o, o, o, o, o],  # 3: the group prefix, causally
-        [one, one, o, o, o, o, o],  # 4
-        [one, one, one, o, o, o, o],  # 5: prefix and its own slot
-        [one, one, one, one, o, o, o],  # 6
-        [one, one, o, o, one, o, o],  # 7: prefix, not row 0's slot
-        [one, one, o, o, one, one, o],  # 8
-        [one, one, o, o, one, one, one],  # 9
-    ]
-    # padding attends only to itself (no empty softmax row); the lone row to itself only
-    assert packed.allowed[1].int().tolist() == [
-        [one if q == k else o for k in range(7)] for q in range(7)
-    ]
+    runner = _prefix_runner(llama)
+    runner.mask_dtype = torch.bool
+    fed = []
 
+    def record(_module, _args, kwargs):
+        fed.append((kwargs["input_ids"].tolist(), kwargs["attention_mask"][:, 0].int().tolist()))
 
-def test_pack_reads_the_last_keep_places_of_each_slot():
-    rows = [[1, 5, 6, 7], [1, 8, 9]]
-    packed = pack(rows, [Group(1, (0, 1))], shared_tokens=1, shared_len=1, keep=2)
-    assert packed.ids.tolist() == [[5, 6, 7, 8, 9]]
-    assert packed.reads.tolist() == [1, 2, 3, 4]  # slot 0 ends at place 2, slot 1 at place 4
+    hook = llama.model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        with forward._inference(llama.model):
+            runner.start(rows[0][:2])
+            logits = runner.tail_logits(rows, groups, keep=2)
+    finally:
+        hook.remove()
+    assert [ids for ids, _ in fed] == [
+        [[1, 2]],
+        [[3, 4], [0, 0]],
+        [[0, 5, 6], [7, 8, 9], [0, 10, 11]],
+    ]
+    # the own prefixes see the global cache; group 1 has none (padding sees only itself)
+    assert fed[1][1] == [[[1, 1, 1, 0], [1, 1, 1, 1]], [[0, 0, 1, 0], [0, 0, 0, 1]]]
+    # a suffix token sees the global prefix, its group's prefix and its own row so far
+    assert fed[2][1][0] == [[0, 0, 0, 0, 1, 0, 0], [1, 1, 1, 1, 0, 1, 0], [1, 1, 1, 1, 0, 1, 1]]
+    assert fed[2][1][2] == [[0, 0, 0, 0, 1, 0, 0], [1, 1, 0, 0, 0, 1, 0], [1, 1, 0, 0, 0, 1, 1]]
+    with torch.inference_mode():
+        for i, row in enumerate(rows):
+            whole = llama.model(input_ids=torch.tensor([row])).logits[0, -2:]
+            assert (logits[i] - whole).abs().max() < 1e-4
 
 
 def test_plan_of_nothing_and_common_length():

@@ -11,6 +11,7 @@ import torch
 
 from sycophancy.errors import UserError
 from sycophancy.models import devices
+from sycophancy.models.allocator import keep_freed_memory
 from sycophancy.models.embedded import _load_embedded, _load_gguf
 from sycophancy.models.pretrained import (
     _check_family,
@@ -46,6 +47,7 @@ class LoadedModel:
 
 def load_model(cfg: dict) -> LoadedModel:
     """Load the model described by the Hydra `model` group (a plain dict)."""
+    keep_freed_memory()  # CPU batches reuse freed activations (models/allocator.py)
     dtype = _dtype(cfg)
     wanted = _wanted_family(cfg)
     device = devices.select_device(cfg.get("device"), devices.local_rank())  # before any loading
