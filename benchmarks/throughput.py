@@ -45,6 +45,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from sycophancy.models import LoadedModel, load_model
+from sycophancy.models.allocator import keep_freed_memory
 from sycophancy.scoring import score_options
 from sycophancy.scoring.decisions import decisions_by_method
 from sycophancy.scoring.forward import prompt_ids
@@ -604,6 +605,23 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
+def cpu_description() -> str:
+    """The CPU's model name and the matmul extensions bf16 can use (Linux /proc/cpuinfo)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    fields = dict(
+        line.split(":", 1) for line in info.splitlines() if ":" in line and line.count(":") == 1
+    )
+    name = fields.get("model name\t", "unknown").strip()
+    family, model = fields.get("cpu family\t", "?").strip(), fields.get("model\t\t", "?").strip()
+    flags = set(fields.get("flags\t\t", "").split())
+    wanted = ("avx512_bf16", "amx_bf16", "avx512_vnni")
+    extensions = ", ".join(f for f in wanted if f in flags) or "no bf16 matmul extensions"
+    return f"{name}, family {family} model {model} ({extensions})"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options; --quick shrinks every section."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -641,6 +659,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs; load average "
         f"{os.getloadavg()[0]:.1f} (shared machine: absolute figures are noisy)"
     )
+    print(f"cpu: {cpu_description()}; glibc keeps freed memory: {keep_freed_memory()}")
     lm = load_model(embedded_config("float32"))
     cfg = compose_plain("evaluate", probe_overrides(args.data_dir, args.examples))
     items, texts = probe_prompts(cfg, lm.tokenizer, lm.chat)
