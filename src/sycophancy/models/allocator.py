@@ -1,7 +1,7 @@
 """Keep freed memory in the process (glibc): CPU forward passes allocate and free the same few-MB
 activations batch after batch, and glibc's defaults hand them back to the kernel and take them again
-as fresh zero-filled pages. On the SmolLM2 scorer that was ~430k page faults and a quarter of the
-time of 192 prompts, and it made run times swing ~20% from run to run."""
+as fresh zero-filled pages: ~680k page faults for the SmolLM2 scorer's 192 benchmark prompts,
+under 800 with these thresholds (`benchmarks/scoring_profile.py`)."""
 
 from __future__ import annotations
 
