@@ -4,6 +4,7 @@ Usage:
     python benchmarks/throughput.py                 # full: 192 SST-2 prompts, then `train.py` end to end
     python benchmarks/throughput.py --quick         # smoke run in under a minute (12 prompts, tiny T5)
     python benchmarks/throughput.py --n 96 --no-train-e2e --json bench.json
+    python benchmarks/throughput.py --device cuda   # on a GPU (default auto: the GPU where there is one)
 
 One process, the same prompts for every method: the SST-2 `opinion_label` probe set of the embedded
 model (SmolLM2-135M-Instruct), and the same items as plain text on a randomly initialised encoder-decoder
@@ -44,7 +45,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from sycophancy.models import LoadedModel, load_model
+from sycophancy.models import LoadedModel, devices, load_model
 from sycophancy.models.allocator import keep_freed_memory
 from sycophancy.scoring import score_options
 from sycophancy.scoring.decisions import decisions_by_method
@@ -144,19 +145,28 @@ class TimedTokenizer:
         return getattr(self.wrapped, name)
 
 
+def synchronize(device: str) -> None:
+    """Wait for the GPU's queued work, so a clock read after it counts that work (no-op on CPU)."""
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
 @contextmanager
-def forward_clock(modules: list) -> Iterator[list[float]]:
-    """Seconds spent inside the modules' forward (outermost calls only), in the yielded list."""
+def forward_clock(modules: list, device: str = "cpu") -> Iterator[list[float]]:
+    """Seconds spent inside the modules' forward (outermost calls only), in the yielded list; on a
+    GPU each outermost call is synchronised at both ends, so its queued kernels count."""
     spent, depth, start = [0.0], [0], [0.0]
 
     def before(*_):
         if depth[0] == 0:
+            synchronize(device)
             start[0] = time.perf_counter()
         depth[0] += 1
 
     def after(*_):
         depth[0] -= 1
         if depth[0] == 0:
+            synchronize(device)
             spent[0] += time.perf_counter() - start[0]
 
     hooks = [
@@ -182,9 +192,11 @@ def timed_run(name: str, lm: LoadedModel, score: Callable, texts: list[str]) -> 
     """Warm up on two prompts, then time `score(lm, texts)` with forward and tokenizer clocks."""
     score(lm, texts[:2])
     tokenizer = TimedTokenizer(lm.tokenizer)
-    with forward_clock(model_parts(lm)) as forward:
+    with forward_clock(model_parts(lm), lm.device) as forward:
+        synchronize(lm.device)
         start = time.perf_counter()
         scores = score(replace(lm, tokenizer=tokenizer), texts)
+        synchronize(lm.device)
         seconds = time.perf_counter() - start
     spent = tokenizer.spent or math.nan  # nothing clocked: the method tokenised on its own
     return Run(name, np.asarray(scores, dtype=np.float64), seconds, forward[0], spent)
@@ -210,7 +222,7 @@ def naive_scores(lm: LoadedModel, texts: list[str], options: list[list[str]]) ->
         for i, (text, opts) in enumerate(zip(texts, options, strict=True)):
             # the project's input ids (tokenizer(text) as research code calls it, less a second BOS:
             # transformers 4.x's GGUF tokenizer puts <|im_start|> before the chat's own)
-            ids = torch.tensor([prompt_ids(lm, [text])[0]])
+            ids = torch.tensor([prompt_ids(lm, [text])[0]], device=lm.device)
             inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
             gen = lm.model.generate(
                 **inputs,
@@ -327,13 +339,14 @@ def summarise(runs: list[Run]) -> dict:
 # ---------------------------------------------------------------- models
 
 
-def embedded_config(dtype: str | None) -> dict:
-    """The embedded model's config (conf/model/smollm2-135m-instruct.yaml), in `dtype` if given."""
+def embedded_config(dtype: str | None, device: str | None = None) -> dict:
+    """The embedded model's config (conf/model/smollm2-135m-instruct.yaml), in `dtype` and on
+    `device` where given (else the config's own: bf16, `auto`)."""
     cfg = OmegaConf.to_container(OmegaConf.load(CONF / "model" / "smollm2-135m-instruct.yaml"))
-    return {**cfg, "dtype": dtype} if dtype else cfg
+    return {**cfg, **({"dtype": dtype} if dtype else {}), **({"device": device} if device else {})}
 
 
-def random_t5(tokenizer, sizes: dict) -> LoadedModel:
+def random_t5(tokenizer, sizes: dict, device: str = "cpu") -> LoadedModel:
     """A randomly initialised T5 (gated-gelu, untied head, flan-t5 style) over `tokenizer`'s ids."""
     from transformers import T5Config, T5ForConditionalGeneration
 
@@ -349,8 +362,8 @@ def random_t5(tokenizer, sizes: dict) -> LoadedModel:
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = T5ForConditionalGeneration(config).eval()
-    return LoadedModel(model, tokenizer, "seq2seq", False, "random-t5", "random")
+        model = T5ForConditionalGeneration(config).eval().to(device)
+    return LoadedModel(model, tokenizer, "seq2seq", False, "random-t5", "random", device)
 
 
 def to_bf16(lm: LoadedModel) -> LoadedModel:
@@ -473,8 +486,9 @@ def training_section(args, lm: LoadedModel, steps: int) -> dict:
     from sycophancy.training.batches import SycophancyDataModule
     from sycophancy.training.module import AdapterModule
 
+    trainer_group = ["trainer=gpu"] if lm.device.startswith("cuda") else []
     cfg = compose_plain(
-        "train", probe_overrides(args.data_dir, args.examples)[:2] + ["logger=none"]
+        "train", probe_overrides(args.data_dir, args.examples)[:2] + ["logger=none", *trainer_group]
     )
     data_cfg = dataset_config(cfg)
     batch = int(cfg["training"]["batch_size"])
@@ -504,8 +518,14 @@ def training_section(args, lm: LoadedModel, steps: int) -> dict:
         f"(median of {len(timed)} steps after a warm-up "
         f"step of {clock.durations[0]:.2f} s)"
     )
-    paths = step_paths(tuned, list(module_dm.train_dataloader()))
+    batches = [on_device(b, lm.device) for b in module_dm.train_dataloader()]
+    paths = step_paths(tuned, batches)
     return {"steps_per_s": rate, "step_s": clock.durations, **paths}
+
+
+def on_device(batch: dict, device: str) -> dict:
+    """A training batch with its tensors on `device` (Lightning's fit does this for its own steps)."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def padded_math_loss(model, batch: dict, family: str):
@@ -527,9 +547,11 @@ def step_paths(tuned: LoadedModel, batches: list[dict]) -> dict:
 
     def seconds(loss_of, batch) -> tuple[float, float]:
         tuned.model.zero_grad(set_to_none=True)
+        synchronize(tuned.device)
         start = time.perf_counter()
         loss = loss_of(tuned.model, batch, tuned.family)
         loss.backward()
+        synchronize(tuned.device)
         return time.perf_counter() - start, float(loss)
 
     before, now, gaps = [], [], []
@@ -565,11 +587,14 @@ PEAK_OF_CHILD = (
 )
 
 
-def train_e2e_section(threads: int | None) -> dict:
-    """Wall time and peak RSS of the default `python train.py` (no logger) in a fresh interpreter."""
+def train_e2e_section(threads: int | None, device: str = "cpu") -> dict:
+    """Wall time and peak RSS of the default `python train.py` (no logger) in a fresh interpreter;
+    on a GPU with `trainer=gpu`, so the training steps run where the probes do."""
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    on_gpu = ["trainer=gpu", f"model.device={device}"] if device.startswith("cuda") else []
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         train = [sys.executable, str(REPO / "train.py"), "logger=none", f"hydra.run.dir={tmp}/run"]
+        train += on_gpu
         start = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-c", PEAK_OF_CHILD, *train],
@@ -622,6 +647,13 @@ def cpu_description() -> str:
     return f"{name}, family {family} model {model} ({extensions})"
 
 
+def device_description(device: str) -> str:
+    """The device and, for a GPU, its name (the CPU is described by `cpu_description`)."""
+    if device.startswith("cuda"):
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return device
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options; --quick shrinks every section."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -637,6 +669,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (the GPU where there is one), cpu, cuda or cuda:N"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -660,22 +695,28 @@ def main(argv: list[str] | None = None) -> dict:
         f"{os.getloadavg()[0]:.1f} (shared machine: absolute figures are noisy)"
     )
     print(f"cpu: {cpu_description()}; glibc keeps freed memory: {keep_freed_memory()}")
-    lm = load_model(embedded_config("float32"))
+    device = devices.select_device(args.device)
+    print(f"device: {device_description(device)}")
+    lm = load_model(embedded_config("float32", device))
     cfg = compose_plain("evaluate", probe_overrides(args.data_dir, args.examples))
     items, texts = probe_prompts(cfg, lm.tokenizer, lm.chat)
-    results: dict = {"prompts": len(texts), "mode": "quick" if args.quick else "full"}
+    results: dict = {
+        "prompts": len(texts),
+        "mode": "quick" if args.quick else "full",
+        "device": device_description(device),
+    }
 
     runs, rss = compare_methods(
         "embedded SmolLM2-135M-Instruct, SST-2 opinion_label",
         lm,
-        partial(load_model, embedded_config("bfloat16")),
+        partial(load_model, embedded_config("bfloat16", device)),
         items,
         texts,
     )
     results["embedded"], results["peak_rss_mb"] = summarise(runs), rss
     del lm
     gc.collect()
-    lm = load_model(embedded_config(None))  # the default config, as evaluate.py loads it
+    lm = load_model(embedded_config(None, device))  # the default config, as evaluate.py loads it
     results["icl"] = icl_section(args, lm, items, texts)
     results["training"] = training_section(args, lm, args.steps)
     tokenizer = lm.tokenizer
@@ -683,7 +724,7 @@ def main(argv: list[str] | None = None) -> dict:
     gc.collect()
 
     sizes = T5_TINY if args.quick else T5_BASE
-    t5 = random_t5(tokenizer, sizes)
+    t5 = random_t5(tokenizer, sizes, device)
     t5_items, t5_texts = probe_prompts(cfg, t5.tokenizer, chat=False)
     title = (
         f"random T5 (d_model {sizes['d_model']}, {sizes['num_layers']}+{sizes['num_layers']} "
@@ -695,9 +736,12 @@ def main(argv: list[str] | None = None) -> dict:
     gc.collect()
 
     if args.train_e2e:
-        results["train_py"] = train_e2e_section(args.threads)
+        results["train_py"] = train_e2e_section(args.threads, device)
     results["peak_rss_mb"]["process"] = peak_rss_mb()
     print(f"\npeak RSS of this process: {results['peak_rss_mb']['process']:.0f} MB")
+    if device.startswith("cuda"):
+        results["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        print(f"peak GPU memory allocated: {results['peak_gpu_mb']:.0f} MB")
 
     naive, default = runs[0], runs[-1]
     results["speedup"] = default.rate / naive.rate

@@ -30,6 +30,7 @@ def test_quick_benchmark_prints_the_speedup_line_and_agrees_with_the_naive_loop(
     match = FINAL_LINE.fullmatch(last)
     assert match, f"last line {last!r} is not the speedup line"
     figures = json.loads(out.read_text())
+    assert figures["device"] == "cpu"  # --device auto on a machine without a GPU
     assert float(match[2]) == pytest.approx(figures["identical_decisions_pct"], abs=0.05)
     for section in ("embedded", "t5"):
         runs = figures[section]
@@ -83,3 +84,74 @@ def test_precision_comparison_checks_intervals_and_counts_identical_decisions(tm
     fast["acc_no_opinion"] = 0.85
     (tmp_path / "fast" / "metrics.json").write_text(json.dumps(fast))
     assert precision.main([str(tmp_path / "ref"), str(tmp_path / "fast")]) == 0
+
+
+def throughput_module():
+    """benchmarks/throughput.py, imported."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import throughput
+
+    return throughput
+
+
+class RecordingGenerator:
+    """A stand-in model whose generate() records where its inputs live and scores token 1 highest."""
+
+    def __init__(self):
+        self.devices = []
+
+    def generate(self, input_ids, attention_mask, **_):
+        from types import SimpleNamespace
+
+        import torch
+
+        self.devices.append((input_ids.device.type, attention_mask.device.type))
+        return SimpleNamespace(scores=[torch.log(torch.tensor([[0.25, 0.75]]))])
+
+
+class TwoTokens:
+    """A tokenizer of two one-token words, `a` (id 0) and `b` (id 1)."""
+
+    pad_token_id = bos_token_id = None
+
+    def __call__(self, text, add_special_tokens=False, **_):
+        def ids(t):
+            return [{"a": 0, "b": 1}[w] for w in t.split()]
+
+        return {"input_ids": [ids(t) for t in text] if isinstance(text, list) else ids(text)}
+
+
+def test_naive_loop_puts_its_inputs_on_the_models_device():
+    """On a GPU the naive loop's ids must go where the model is (meta stands in for cuda here)."""
+    from sycophancy.models import LoadedModel
+
+    throughput = throughput_module()
+    model = RecordingGenerator()
+    lm = LoadedModel(model, TwoTokens(), "causal", False, "stub", "tiny", device="meta")
+    scores = throughput.naive_scores(lm, ["a b", "b"], [["a", "b"], ["b", "a"]])
+    assert model.devices == [("meta", "meta"), ("meta", "meta")]
+    # log-probs of the options' first tokens, in the options' order: log 0.25, log 0.75
+    assert scores.ravel().tolist() == pytest.approx([-1.3863, -0.2877, -0.2877, -1.3863], abs=1e-4)
+
+
+def test_benchmark_asked_for_a_gpu_without_one_says_so_before_loading_anything():
+    from sycophancy.errors import UserError
+
+    throughput = throughput_module()
+    with pytest.raises(UserError, match="model.device=cpu"):
+        throughput.main(["--quick", "--device", "cuda"])
+
+
+def test_training_batches_follow_the_model_and_the_cpu_clock_needs_no_sync():
+    import torch
+
+    throughput = throughput_module()
+    batch = {"input_ids": torch.ones(2, 3, dtype=torch.long), "family": "causal"}
+    moved = throughput.on_device(batch, "meta")
+    assert moved["input_ids"].device.type == "meta" and moved["family"] == "causal"
+    throughput.synchronize("cpu")  # no GPU here: must not touch torch.cuda
+    cfg = throughput.embedded_config(None, "cuda:1")
+    assert (cfg["device"], cfg["dtype"]) == ("cuda:1", "bfloat16")
+    assert throughput.embedded_config("float32")["device"] == "auto"
