@@ -486,10 +486,10 @@ def training_section(args, lm: LoadedModel, steps: int) -> dict:
     from sycophancy.training.batches import SycophancyDataModule
     from sycophancy.training.module import AdapterModule
 
-    trainer_group = ["trainer=gpu"] if lm.device.startswith("cuda") else []
     cfg = compose_plain(
-        "train", probe_overrides(args.data_dir, args.examples)[:2] + ["logger=none", *trainer_group]
+        "train", probe_overrides(args.data_dir, args.examples)[:2] + ["logger=none"]
     )
+    cfg["trainer"] = devices.trainer_on_device(cfg["trainer"], lm.device)  # as train.py does
     data_cfg = dataset_config(cfg)
     batch = int(cfg["training"]["batch_size"])
     data = sources.load_classification({**data_cfg, "limit": batch * steps}, "train")
@@ -588,10 +588,10 @@ PEAK_OF_CHILD = (
 
 
 def train_e2e_section(threads: int | None, device: str = "cpu") -> dict:
-    """Wall time and peak RSS of the default `python train.py` (no logger) in a fresh interpreter;
-    on a GPU with `trainer=gpu`, so the training steps run where the probes do."""
+    """Wall time and peak RSS of the default `python train.py` (no logger) in a fresh interpreter,
+    on the benchmark's device (its default trainer trains where the model is)."""
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
-    on_gpu = ["trainer=gpu", f"model.device={device}"] if device.startswith("cuda") else []
+    on_gpu = [f"model.device={device}"] if device.startswith("cuda") else []
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         train = [sys.executable, str(REPO / "train.py"), "logger=none", f"hydra.run.dir={tmp}/run"]
         train += on_gpu

@@ -168,3 +168,46 @@ def test_train_refuses_a_split_model_before_it_loads(monkeypatch, tmp_path):
     )
     with pytest.raises(UserError, match="trainer=fsdp"):
         training.train(cfg)
+
+
+AUTO = {"accelerator": "auto", "devices": 1, "precision": "32-true"}
+
+
+@pytest.mark.parametrize(
+    ("trainer", "device", "env", "accelerator", "count"),
+    [
+        (AUTO, "cpu", {}, "cpu", 1),
+        (AUTO, "cuda:1", {}, "gpu", [1]),  # the probes' GPU, not Lightning's first
+        (AUTO, "cuda", {}, "gpu", [0]),
+        (AUTO, "cuda:0", {"WORLD_SIZE": "2"}, "gpu", 1),  # a launcher's ranks pick their own
+        ({**AUTO, "devices": 4}, "cuda:0", {}, "gpu", 4),
+        ({**AUTO, "accelerator": "cpu"}, "cuda:0", {}, "cpu", 1),  # explicit: kept
+        ({**AUTO, "accelerator": "gpu"}, "cpu", {}, "gpu", 1),
+    ],
+)
+def test_an_auto_trainer_trains_where_the_model_runs(trainer, device, env, accelerator, count):
+    resolved = devices.trainer_on_device(trainer, device, env)
+    assert (resolved["accelerator"], resolved["devices"]) == (accelerator, count)
+    assert resolved["precision"] == "32-true" and trainer == {**trainer}  # input left as it was
+
+
+def test_train_builds_its_default_trainer_on_the_models_gpu(monkeypatch, tmp_path):
+    from sycophancy.runs import train as training
+
+    seen = {}
+
+    class Built(Exception):
+        pass
+
+    def instantiate(cfg, **_):
+        seen.update(cfg)
+        raise Built
+
+    monkeypatch.setattr(training, "select_device", lambda requested, rank: "cuda:1")
+    monkeypatch.setattr(training, "instantiate", instantiate)
+    monkeypatch.setattr(training.models, "load_model", lambda cfg: pytest.fail("model loaded"))
+    cfg = compose_config("train", ["model=tiny-llama", "logger=none", f"output_dir={tmp_path}"])
+    assert cfg.trainer.accelerator == "auto"  # the default trainer group follows model.device
+    with pytest.raises(Built):
+        training.train(cfg)
+    assert (seen["accelerator"], seen["devices"]) == ("gpu", [1])

@@ -103,6 +103,21 @@ def place(model: Any, device: str, device_map: str | None) -> dict | None:
     return dict(split)
 
 
+def trainer_on_device(trainer: dict, device: str, env: dict | None = None) -> dict:
+    """The Lightning trainer settings with `accelerator: auto` resolved to the model's device, so
+    training runs where the probes do: `gpu` on that GPU for cuda:N, `cpu` for the CPU. Explicit
+    accelerators are kept, and so are `devices` other than 1 or a launcher's processes (ddp)."""
+    if str(trainer.get("accelerator", "")).strip().lower() != "auto":
+        return trainer
+    if not device.startswith("cuda"):
+        return {**trainer, "accelerator": "cpu"}
+    env = os.environ if env is None else env
+    one_process = str(env.get("WORLD_SIZE", "1")) == "1"
+    if trainer.get("devices", 1) == 1 and one_process:
+        return {**trainer, "accelerator": "gpu", "devices": [int(device.partition(":")[2] or 0)]}
+    return {**trainer, "accelerator": "gpu"}
+
+
 def to_device(lm: Any) -> Any:
     """Put a LoadedModel back on its device (Lightning's teardown leaves it on the CPU); a model
     split with device_map stays where accelerate put it."""

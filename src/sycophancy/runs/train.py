@@ -18,7 +18,7 @@ from sycophancy.files import write_json, write_jsonl
 from sycophancy.metrics import mcnemar, paired_bootstrap_diff
 from sycophancy.metrics.table import paired_metrics
 from sycophancy.mitigations.registry import get_trainable_mitigation
-from sycophancy.models.devices import to_device
+from sycophancy.models.devices import local_rank, select_device, to_device, trainer_on_device
 from sycophancy.probes.registry import get_trainable_probe
 from sycophancy.reporting.summary import OPINION_ROWS, table
 from sycophancy.reporting.tracking import finish, flatten_metrics, log_examples, make_logger
@@ -115,6 +115,8 @@ def train(cfg: DictConfig) -> float:
         # the one checkpoint writer: last.ckpt after every epoch and on a signal (a ModelCheckpoint
         # beside it would find that file and write last-v1.ckpt at the end)
         interruption = Interruption(run_dir / "checkpoints")
+        device = select_device(plain["model"].get("device"), local_rank())  # before the model loads
+        plain["trainer"] = trainer_on_device(plain["trainer"], device)
         try:
             trainer = instantiate(
                 OmegaConf.create(plain["trainer"]),
