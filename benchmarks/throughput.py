@@ -518,7 +518,8 @@ def training_section(args, lm: LoadedModel, steps: int) -> dict:
         f"(median of {len(timed)} steps after a warm-up "
         f"step of {clock.durations[0]:.2f} s)"
     )
-    batches = [on_device(b, lm.device) for b in module_dm.train_dataloader()]
+    tuned = devices.to_device(tuned)  # Lightning's teardown leaves the module on the CPU
+    batches = [on_device(b, tuned.device) for b in module_dm.train_dataloader()]
     paths = step_paths(tuned, batches)
     return {"steps_per_s": rate, "step_s": clock.durations, **paths}
 
