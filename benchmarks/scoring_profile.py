@@ -1,4 +1,4 @@
-"""Where the default scorer's time goes, and how far it is from the matmul bound of this CPU.
+"""Where the default scorer's time goes, and how its matmuls compare with the same shapes alone.
 
 Usage:
     python benchmarks/scoring_profile.py            # 192 SST-2 opinion_label prompts, the default
@@ -9,7 +9,8 @@ setting of the embedded model, twice untimed, then once timed and once under tor
 prints: the timed run; the tokens the model was fed (and how many were padding); the operators by
 share of self time; the matmuls' total work and rate; the rate the same layer shapes reach alone
 (one decoder layer's seven linear maps at the batch's row count, repeated); and the time the
-matmul work alone would take at that rate, the floor no exact bf16 forward of these tokens beats.
+matmul work alone would take at that rate. That rate is one short microbenchmark and moves ~2x from
+run to run on a shared 2-core machine, so the estimate is a rough scale, not a bound.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{flops / mm_seconds / 1e9:.0f} GFLOP/s")  # fmt: skip
     print(f"one layer's linear maps alone at {rows} rows: {alone / 1e9:.0f} GFLOP/s")
     floor = flops / alone
-    print(f"matmul floor at that rate: {floor:.2f} s = {len(texts) / floor:.1f} prompts/s "
+    print(f"matmul work alone at that rate: {floor:.2f} s = {len(texts) / floor:.1f} prompts/s "
           f"(the timed run is {seconds / floor:.2f}x it)")  # fmt: skip
 
 
