@@ -47,6 +47,7 @@ from omegaconf import OmegaConf
 
 from sycophancy.models import LoadedModel, devices, load_model
 from sycophancy.models.allocator import keep_freed_memory
+from sycophancy.models.compute import CPU_ATTENTION, compute_dtype, scoring_attention_kind
 from sycophancy.scoring import score_options
 from sycophancy.scoring.decisions import decisions_by_method
 from sycophancy.scoring.forward import prompt_ids
@@ -317,7 +318,7 @@ def describe(run: Run, naive: Run) -> str:
     )
     agree += f"  max|dlogp| {f.get('max_abs_logprob_diff', 0.0):.2g}"
     return (
-        f"  {run.name:<38} {run.seconds:7.2f} s  {run.rate:6.2f} prompts/s  "
+        f"  {run.name:<46} {run.seconds:7.2f} s  {run.rate:6.2f} prompts/s  "
         f"{run.rate / naive.rate:5.2f}x naive  | ms/prompt {run.seconds * ms:6.1f}: {split} | {agree}"
     )
 
@@ -374,17 +375,46 @@ def to_bf16(lm: LoadedModel) -> LoadedModel:
 # ---------------------------------------------------------------- sections
 
 
-def project_settings(lm32: LoadedModel, lm16: LoadedModel) -> list[tuple[str, LoadedModel]]:
-    """The project's scorer in each setting it offers, the default last."""
-    settings = [("fp32, whole prompts", replace(lm32, reuse_prefixes=False))]
+def project_settings(lm32: LoadedModel, lm16: LoadedModel) -> list[tuple[str, LoadedModel, str]]:
+    """The project's scorer in each setting it offers, the default last, each with the CPU
+    attention it forces (`SYCOPHANCY_CPU_ATTENTION`; "" keeps the default choice). Where the default
+    picks the fused kernel (bf16 on AMX), the grouped attention it replaces gets a row of its own."""
+    settings = [("fp32, whole prompts", replace(lm32, reuse_prefixes=False), "")]
     if lm32.family == "causal":
         settings += [
-            ("fp32 + prefix reuse", lm32),
-            ("bf16, whole prompts", replace(lm16, reuse_prefixes=False)),
+            ("fp32 + prefix reuse", lm32, ""),
+            ("bf16, whole prompts", replace(lm16, reuse_prefixes=False), ""),
         ]
+        if default_attention(lm16) == "fused":
+            settings.append(("bf16 + prefix reuse, grouped attention", lm16, "grouped"))
     return settings + [
-        (f"bf16{' + prefix reuse' if lm16.family == 'causal' else ''} (default)", lm16)
+        (f"bf16{' + prefix reuse' if lm16.family == 'causal' else ''} (default)", lm16, "")
     ]
+
+
+def default_attention(lm: LoadedModel) -> str:
+    """The CPU attention the scorer picks for `lm` by default ("" off the CPU)."""
+    if torch.device(lm.device).type != "cpu":
+        return ""
+    with torch.inference_mode():
+        return scoring_attention_kind(compute_dtype(lm.model))
+
+
+@contextmanager
+def cpu_attention(kind: str):
+    """`SYCOPHANCY_CPU_ATTENTION=kind` while inside (nothing changes for "")."""
+    if not kind:
+        yield
+        return
+    before = os.environ.get(CPU_ATTENTION)
+    os.environ[CPU_ATTENTION] = kind
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[CPU_ATTENTION]
+        else:
+            os.environ[CPU_ATTENTION] = before
 
 
 def compare_methods(
@@ -402,8 +432,9 @@ def compare_methods(
     else:
         runs.append(timed_run("lm-eval hf HFLM fp32", lm32, bound(lmeval, items), texts))
     lm16 = load_bf16()
-    for name, lm in project_settings(lm32, lm16):
-        runs.append(timed_run(f"project {name}", lm, bound(project_scores, items), texts))
+    for name, lm, attention in project_settings(lm32, lm16):
+        with cpu_attention(attention):
+            runs.append(timed_run(f"project {name}", lm, bound(project_scores, items), texts))
     rss = {"after all": peak_rss_mb()}
     del lm16
     gc.collect()
@@ -698,6 +729,11 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"cpu: {cpu_description()}; glibc keeps freed memory: {keep_freed_memory()}")
     device = devices.select_device(args.device)
     print(f"device: {device_description(device)}")
+    if torch.device(device).type == "cpu":
+        with torch.inference_mode():
+            kind = scoring_attention_kind(torch.bfloat16)
+        print(f"scoring attention on this CPU, bf16 + prefix reuse: {kind} "
+              f"(amx tiles: {getattr(torch.cpu, '_is_amx_tile_supported', lambda: False)()})")  # fmt: skip
     lm = load_model(embedded_config("float32", device))
     cfg = compose_plain("evaluate", probe_overrides(args.data_dir, args.examples))
     items, texts = probe_prompts(cfg, lm.tokenizer, lm.chat)

@@ -10,8 +10,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from sycophancy.errors import UserError
 from sycophancy.mitigations.adapters import add_adapter
-from sycophancy.models import load_model
+from sycophancy.models import attention, load_model
+from sycophancy.models.compute import CPU_ATTENTION, scoring_attention, scoring_attention_kind
 from sycophancy.scoring import forward, score_options
 from sycophancy.scoring.forward import _prefix_runner
 from sycophancy.scoring.prefixes import Group, common_length, left_padded, plan
@@ -254,3 +256,71 @@ def test_an_additive_mask_and_a_boolean_mask_give_the_same_scores(llama):
                 [s for _, s in forward._scored_batches(llama, rows, 4, runner)]
             )
     assert np.abs(scores[torch.float32] - scores[torch.bool]).max() < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("amx", "dtype", "grad", "setting", "kind"),
+    [
+        (True, torch.bfloat16, False, None, "fused"),  # the fused kernel runs bf16 on AMX tiles
+        (False, torch.bfloat16, False, None, "grouped"),
+        (True, torch.float32, False, None, "grouped"),
+        (True, torch.bfloat16, True, None, "grouped"),  # autograd: the fused backward is slow
+        (True, torch.bfloat16, False, "grouped", "grouped"),
+        (False, torch.float32, False, " Fused ", "fused"),
+        (False, torch.float32, True, "fused", "grouped"),
+        (True, torch.bfloat16, False, "auto", "fused"),
+    ],
+)
+def test_scoring_attention_kind_follows_the_cpu_the_dtype_and_the_setting(
+    monkeypatch, amx, dtype, grad, setting, kind
+):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    if setting is None:
+        monkeypatch.delenv(CPU_ATTENTION, raising=False)
+    else:
+        monkeypatch.setenv(CPU_ATTENTION, setting)
+    with torch.set_grad_enabled(grad):
+        assert scoring_attention_kind(dtype) == kind
+
+
+def test_an_unknown_cpu_attention_setting_is_refused_with_the_values_it_takes(monkeypatch):
+    monkeypatch.setenv(CPU_ATTENTION, "flash")
+    with torch.inference_mode(), pytest.raises(UserError) as error:
+        scoring_attention_kind(torch.bfloat16)
+    assert "SYCOPHANCY_CPU_ATTENTION='flash'" in str(error.value)
+    assert all(word in str(error.value) for word in ("'grouped'", "'fused'", "'auto'"))
+
+
+def test_scoring_attention_registers_the_kind_it_picks_and_restores_the_registration(monkeypatch):
+    from transformers import AttentionInterface
+
+    monkeypatch.delenv(CPU_ATTENTION, raising=False)
+    before = AttentionInterface._global_mapping["sdpa"]
+    for amx, function in (
+        (True, attention.fused_grouped_attention),
+        (False, attention.grouped_attention),
+    ):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
+        with torch.inference_mode(), scoring_attention("cpu", torch.bfloat16):
+            assert AttentionInterface._global_mapping["sdpa"] is function
+        assert AttentionInterface._global_mapping["sdpa"] is before
+    with scoring_attention("meta", torch.bfloat16):  # any other device keeps its kernels
+        assert AttentionInterface._global_mapping["sdpa"] is before
+
+
+def test_fused_attention_with_reused_prefixes_gives_the_full_recompute_scores(llama, monkeypatch):
+    calls = []
+
+    def counted(module, query, key, value, mask, *args, **kwargs):
+        calls.append(mask is not None)
+        return fused(module, query, key, value, mask, *args, **kwargs)
+
+    fused = attention.fused_grouped_attention
+    monkeypatch.setattr(attention, "fused_grouped_attention", counted)
+    prompts = probe_like_prompts(5)
+    options = ["neutral", "negative", "positive"]
+    full = score_options(dataclasses.replace(llama, reuse_prefixes=False), prompts, options, 4)
+    monkeypatch.setenv(CPU_ATTENTION, "fused")  # fp32 here: only the setting picks it
+    reused = score_options(llama, prompts, options, 4)
+    assert sum(calls) > 0  # the two-pass batches (masked) went through the fused kernel
+    assert np.abs(reused - full).max() < 2e-5

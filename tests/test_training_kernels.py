@@ -8,7 +8,11 @@ import torch
 from transformers import AttentionInterface, LlamaConfig, LlamaForCausalLM
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from sycophancy.models.attention import grouped_attention, grouped_sdpa
+from sycophancy.models.attention import (
+    fused_grouped_attention,
+    grouped_attention,
+    grouped_sdpa,
+)
 from sycophancy.models.compute import _row_major, training_attention
 from sycophancy.training.module import _answer_loss, answer_loss
 from sycophancy.training.packing import packed_tail_logits, rows_of, shared_length
@@ -105,9 +109,8 @@ def tree_mask(batch, n, cached) -> torch.Tensor:
     return allowed.expand(batch, 1, n, cached + n)
 
 
-@pytest.mark.parametrize("mask_kind", ["bool", "additive", "none", "none-cached"])
-@pytest.mark.parametrize("kv_heads", [2, 4, 1])
-def test_grouped_attention_equals_sdpa_with_its_gradients(mask_kind, kv_heads):
+def masked_inputs(mask_kind: str, kv_heads: int):
+    """Attention inputs and a tree mask (boolean or additive), or none (with or without a cache)."""
     cached = 0 if mask_kind == "none" else 3
     module, q, k, v = attention_inputs(kv_heads=kv_heads, cached=cached)
     mask = None
@@ -115,6 +118,13 @@ def test_grouped_attention_equals_sdpa_with_its_gradients(mask_kind, kv_heads):
         mask = tree_mask(2, 5, cached)
         if mask_kind == "additive":
             mask = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)
+    return module, q, k, v, mask
+
+
+@pytest.mark.parametrize("mask_kind", ["bool", "additive", "none", "none-cached"])
+@pytest.mark.parametrize("kv_heads", [2, 4, 1])
+def test_grouped_attention_equals_sdpa_with_its_gradients(mask_kind, kv_heads):
+    module, q, k, v, mask = masked_inputs(mask_kind, kv_heads)
     outs = []
     for attend in (grouped_attention, sdpa_attention_forward):
         out, weights = attend(module, q, k, v, mask, scaling=0.3)
@@ -125,10 +135,22 @@ def test_grouped_attention_equals_sdpa_with_its_gradients(mask_kind, kv_heads):
         torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-4)
 
 
-def test_grouped_attention_hands_what_it_does_not_cover_to_sdpa():
+@pytest.mark.parametrize("mask_kind", ["bool", "additive", "none", "none-cached"])
+@pytest.mark.parametrize("kv_heads", [2, 4, 1])
+def test_fused_grouped_attention_equals_sdpa_on_repeated_heads(mask_kind, kv_heads):
+    module, q, k, v, mask = masked_inputs(mask_kind, kv_heads)
+    with torch.inference_mode():
+        mine, weights = fused_grouped_attention(module, q, k, v, mask, scaling=0.3)
+        theirs, _ = sdpa_attention_forward(module, q, k, v, mask, scaling=0.3)
+    assert weights is None and mine.shape == (2, 5, 4, 8) and mine.is_contiguous()
+    torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("attend", [grouped_attention, fused_grouped_attention])
+def test_grouped_attentions_hand_what_they_do_not_cover_to_sdpa(attend):
     module, q, k, v = attention_inputs()
     bias = torch.randn(2, 4, 5, 8)
-    mine, _ = grouped_attention(module, q, k, v, None, scaling=0.3, position_bias=bias)
+    mine, _ = attend(module, q, k, v, None, scaling=0.3, position_bias=bias)
     theirs, _ = sdpa_attention_forward(module, q, k, v, None, scaling=0.3, position_bias=bias)
     torch.testing.assert_close(mine, theirs)
 

@@ -1,12 +1,16 @@
-"""Steering PyTorch's CPU kernels around two slow paths that scoring and training both meet."""
+"""Steering PyTorch's CPU kernels around slow paths that scoring and training meet, and picking the
+CPU attention kernel scoring uses."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
+
+from sycophancy.errors import UserError
 
 
 def output_heads(model: Any) -> list[Any]:
@@ -77,16 +81,47 @@ def training_attention(device: Any) -> Iterator[None]:
         yield
 
 
+# scoring's CPU attention: auto (the default), grouped or fused
+CPU_ATTENTION = "SYCOPHANCY_CPU_ATTENTION"
+
+
+def scoring_attention_kind(dtype: torch.dtype) -> str:
+    """The CPU scoring attention for a model computing in `dtype`: `fused` (SDPA's fused kernel on
+    grouped heads) for bf16 on CPUs with AMX tiles, where that kernel runs its matmuls on them;
+    `grouped` (two batched matmuls) elsewhere: without AMX, a few dozen queries a row over ~100
+    cached positions run ~3x slower in the fused kernel. The environment variable
+    SYCOPHANCY_CPU_ATTENTION=grouped|fused overrides the choice; under autograd (training, where the
+    fused kernel's backward pass was ~15x its forward) it is always `grouped`."""
+    chosen = os.environ.get(CPU_ATTENTION, "auto").strip().lower() or "auto"
+    if chosen not in ("auto", "grouped", "fused"):
+        raise UserError(
+            f"{CPU_ATTENTION}={os.environ[CPU_ATTENTION]!r} is not a CPU attention setting. Set it "
+            "to 'grouped' (two batched matmuls), 'fused' (SDPA's fused kernel) or 'auto' (fused "
+            "for bf16 on CPUs with AMX, grouped otherwise), or unset it."
+        )
+    if torch.is_grad_enabled() or not _sdpa_takes_groups():
+        return "grouped"
+    if chosen != "auto":
+        return chosen
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    return "fused" if dtype == torch.bfloat16 and amx else "grouped"
+
+
+def _sdpa_takes_groups() -> bool:
+    """Whether this torch's scaled_dot_product_attention has `enable_gqa` (2.5 and later)."""
+    major, minor = (int(part) for part in torch.__version__.split(".")[:2])
+    return (major, minor) >= (2, 5)
+
+
 @contextmanager
-def scoring_attention(device: Any) -> Iterator[None]:
-    """On CPU, while inside: attention through `models/attention.py`'s grouped eager attention
-    (transformers' `sdpa` models). Shared-prefix scoring attends a few dozen queries a row over a
-    cache of ~100 positions, where the fused CPU flash kernel runs ~3x slower than two batched
-    matmuls. Elsewhere: unchanged."""
+def scoring_attention(device: Any, dtype: torch.dtype = torch.float32) -> Iterator[None]:
+    """On CPU, while inside: attention of transformers' `sdpa` models through `models/attention.py`,
+    as `scoring_attention_kind(dtype)` picks. Elsewhere: unchanged."""
     if torch.device(device).type != "cpu":
         yield
         return
-    from sycophancy.models.attention import grouped_sdpa
+    from sycophancy.models.attention import fused_grouped_attention, grouped_attention, grouped_sdpa
 
-    with grouped_sdpa():
+    kind = scoring_attention_kind(dtype)
+    with grouped_sdpa(fused_grouped_attention if kind == "fused" else grouped_attention):
         yield

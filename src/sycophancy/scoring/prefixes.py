@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from sycophancy.models.compute import scoring_attention
+from sycophancy.models.compute import compute_dtype, scoring_attention
 
 MIN_SHARED = (
     4  # rows join a group when they share at least this many tokens beyond the global prefix
@@ -177,6 +177,7 @@ class PrefixRunner:
     def __init__(self, model: Any, pad: int, device: Any, keyword: str, mask_dtype: Any):
         self.model, self.pad, self.device, self.keyword = model, pad, device, keyword
         self.mask_dtype = mask_dtype  # a float dtype: additive mask (fastest on CPU); bool: boolean
+        self.dtype = compute_dtype(model)  # picks the CPU attention (models/compute.py)
         self.shared_kv: list[tuple[Any, Any]] | None = None
         self.shared_tokens = 0  # tokens of the rows the global prefix covers
         self.shared_len = 0  # positions it fills in the cache (a soft prompt adds its own)
@@ -190,7 +191,7 @@ class PrefixRunner:
         ids = torch.tensor([list(tokens)], dtype=torch.long, device=self.device)
         mask = torch.ones_like(ids)
         cache = _empty_cache(self.model)
-        with scoring_attention(self.device):
+        with scoring_attention(self.device, self.dtype):
             self.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
                        use_cache=True, logits_to_keep=1, **{self.keyword: cache})  # fmt: skip
         self.shared_kv = _tensors(cache)
@@ -229,7 +230,7 @@ class PrefixRunner:
         """The model on left-padded rows after a cache: a row's tokens see the cached positions
         `seen` marks and, causally, its own tokens. Returns logits and the cache, extended."""
         cache = _cache(self.model, kv)
-        with scoring_attention(self.device):
+        with scoring_attention(self.device, self.dtype):
             out = self.model(
                 input_ids=rows.ids.to(self.device),
                 attention_mask=self._mask(rows, seen),
