@@ -358,3 +358,21 @@ def test_trainer_settings_the_machine_lacks_are_one_paragraph(tmp_path):
     )
     with pytest.raises(UserError, match="The trainer settings cannot run here"):
         train(cfg)
+
+
+@pytest.mark.parametrize("script", ["evaluate", "train"])
+def test_an_unknown_cpu_attention_setting_stops_the_run_before_the_model_loads(
+    tmp_path, monkeypatch, script
+):
+    from sycophancy.errors import UserError
+    from sycophancy.runs import evaluate, train
+
+    def no_load(*_args, **_kwargs):
+        raise AssertionError("the model loaded before the setting was checked")
+
+    monkeypatch.setattr("sycophancy.models.load_model", no_load)
+    monkeypatch.setenv("SYCOPHANCY_CPU_ATTENTION", "flash")
+    cfg = compose_config(script, ["model=tiny-llama", "logger=none", f"output_dir={tmp_path}"])
+    run = evaluate.evaluate if script == "evaluate" else train.train
+    with pytest.raises(UserError, match="SYCOPHANCY_CPU_ATTENTION='flash' is not a CPU attention"):
+        run(cfg)

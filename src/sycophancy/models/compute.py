@@ -85,13 +85,9 @@ def training_attention(device: Any) -> Iterator[None]:
 CPU_ATTENTION = "SYCOPHANCY_CPU_ATTENTION"
 
 
-def scoring_attention_kind(dtype: torch.dtype) -> str:
-    """The CPU scoring attention for a model computing in `dtype`: `fused` (SDPA's fused kernel on
-    grouped heads) for bf16 on CPUs with AMX tiles, where that kernel runs its matmuls on them;
-    `grouped` (two batched matmuls) elsewhere: without AMX, a few dozen queries a row over ~100
-    cached positions run ~3x slower in the fused kernel. The environment variable
-    SYCOPHANCY_CPU_ATTENTION=grouped|fused overrides the choice; under autograd (training, where the
-    fused kernel's backward pass was ~15x its forward) it is always `grouped`."""
+def cpu_attention_setting() -> str:
+    """SYCOPHANCY_CPU_ATTENTION as `auto`, `grouped` or `fused` (unset: `auto`); any other value is
+    refused with the values it takes."""
     chosen = os.environ.get(CPU_ATTENTION, "auto").strip().lower() or "auto"
     if chosen not in ("auto", "grouped", "fused"):
         raise UserError(
@@ -99,6 +95,17 @@ def scoring_attention_kind(dtype: torch.dtype) -> str:
             "to 'grouped' (two batched matmuls), 'fused' (SDPA's fused kernel) or 'auto' (fused "
             "for bf16 on CPUs with AMX, grouped otherwise), or unset it."
         )
+    return chosen
+
+
+def scoring_attention_kind(dtype: torch.dtype) -> str:
+    """The CPU scoring attention for a model computing in `dtype`: `fused` (SDPA's fused kernel on
+    grouped heads) for bf16 on CPUs with AMX tiles, where that kernel runs its matmuls on them;
+    `grouped` (two batched matmuls) elsewhere: without AMX, a few dozen queries a row over ~100
+    cached positions run ~3x slower in the fused kernel. The environment variable
+    SYCOPHANCY_CPU_ATTENTION=grouped|fused overrides the choice; under autograd (training, where the
+    fused kernel's backward pass was ~15x its forward) it is always `grouped`."""
+    chosen = cpu_attention_setting()
     if torch.is_grad_enabled() or not _sdpa_takes_groups():
         return "grouped"
     if chosen != "auto":

@@ -12,6 +12,7 @@ from sycophancy.files import write_json, write_jsonl
 from sycophancy.mitigations.base import Mitigation
 from sycophancy.mitigations.registry import get_mitigation
 from sycophancy.models import LoadedModel
+from sycophancy.models.compute import cpu_attention_setting
 from sycophancy.probes.registry import get_probe
 from sycophancy.reporting.tables import render_tables
 from sycophancy.reporting.tracking import finish, flatten_metrics, log_examples, make_logger
@@ -47,6 +48,7 @@ def _evaluate(cfg: DictConfig, main: bool) -> float:
     plain, run_dir = prepare(cfg, write=main, schemas=schemas)
     probe.check(plain)  # refuse bad settings before the model loads
     mitigation.check(plain)
+    cpu_attention_setting()
     name = run_name(plain)
     started = time.time()
     logger = make_logger(plain.get("logger"), run_dir, name, run_group(plain)) if main else None

@@ -18,6 +18,7 @@ from sycophancy.files import write_json, write_jsonl
 from sycophancy.metrics import mcnemar, paired_bootstrap_diff
 from sycophancy.metrics.table import paired_metrics
 from sycophancy.mitigations.registry import get_trainable_mitigation
+from sycophancy.models.compute import cpu_attention_setting
 from sycophancy.models.devices import local_rank, select_device, to_device, trainer_on_device
 from sycophancy.probes.registry import get_trainable_probe
 from sycophancy.reporting.summary import OPINION_ROWS, table
@@ -103,6 +104,7 @@ def train(cfg: DictConfig) -> float:
     plain = probe.training_config(plain)
     method = probe.check_training(plain)  # refuse bad settings before the model loads
     mitigation.check(plain)
+    cpu_attention_setting()
     refuse_split_model(plain["model"])
     resume = read_checkpoint(plain["ckpt_path"], plain) if plain.get("ckpt_path") else None
     seed = int(plain["seed"])
