@@ -47,7 +47,7 @@ from omegaconf import OmegaConf
 
 from sycophancy.models import LoadedModel, devices, load_model
 from sycophancy.models.allocator import keep_freed_memory
-from sycophancy.models.compute import CPU_ATTENTION, compute_dtype, scoring_attention_kind
+from sycophancy.models.compute import CPU_ATTENTION, amx_tiles, scoring_attention_kind
 from sycophancy.scoring import score_options
 from sycophancy.scoring.decisions import decisions_by_method
 from sycophancy.scoring.forward import prompt_ids
@@ -385,19 +385,19 @@ def project_settings(lm32: LoadedModel, lm16: LoadedModel) -> list[tuple[str, Lo
             ("fp32 + prefix reuse", lm32, ""),
             ("bf16, whole prompts", replace(lm16, reuse_prefixes=False), ""),
         ]
-        if default_attention(lm16) == "fused":
+        if default_attention(lm16.device) == "fused":
             settings.append(("bf16 + prefix reuse, grouped attention", lm16, "grouped"))
     return settings + [
         (f"bf16{' + prefix reuse' if lm16.family == 'causal' else ''} (default)", lm16, "")
     ]
 
 
-def default_attention(lm: LoadedModel) -> str:
-    """The CPU attention the scorer picks for `lm` by default ("" off the CPU)."""
-    if torch.device(lm.device).type != "cpu":
+def default_attention(device: str) -> str:
+    """The CPU attention the default (bf16) scorer picks on `device` ("" off the CPU)."""
+    if torch.device(device).type != "cpu":
         return ""
     with torch.inference_mode():
-        return scoring_attention_kind(compute_dtype(lm.model))
+        return scoring_attention_kind(torch.bfloat16)
 
 
 @contextmanager
@@ -729,11 +729,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"cpu: {cpu_description()}; glibc keeps freed memory: {keep_freed_memory()}")
     device = devices.select_device(args.device)
     print(f"device: {device_description(device)}")
-    if torch.device(device).type == "cpu":
-        with torch.inference_mode():
-            kind = scoring_attention_kind(torch.bfloat16)
-        print(f"scoring attention on this CPU, bf16 + prefix reuse: {kind} "
-              f"(amx tiles: {getattr(torch.cpu, '_is_amx_tile_supported', lambda: False)()})")  # fmt: skip
+    if default_attention(device):
+        print(f"scoring attention on this CPU, bf16 + prefix reuse: {default_attention(device)} "
+              f"(amx tiles: {amx_tiles()})")  # fmt: skip
     lm = load_model(embedded_config("float32", device))
     cfg = compose_plain("evaluate", probe_overrides(args.data_dir, args.examples))
     items, texts = probe_prompts(cfg, lm.tokenizer, lm.chat)

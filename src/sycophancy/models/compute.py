@@ -110,8 +110,12 @@ def scoring_attention_kind(dtype: torch.dtype) -> str:
         return "grouped"
     if chosen != "auto":
         return chosen
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-    return "fused" if dtype == torch.bfloat16 and amx else "grouped"
+    return "fused" if dtype == torch.bfloat16 and amx_tiles() else "grouped"
+
+
+def amx_tiles() -> bool:
+    """Whether this CPU has AMX tiles that torch uses (False where torch cannot tell)."""
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
 def _sdpa_takes_groups() -> bool:
